@@ -1,0 +1,36 @@
+"""hf_custom_lm: your own Transformer language model, used like any model shipped in transformers.
+
+Importing the package registers `CustomLMConfig` and the model classes with the Auto classes, so
+`AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and `AutoModelForSequenceClassification` resolve
+`model_type="custom_lm"` folders without `trust_remote_code`.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration_custom_lm import CustomLMConfig
+from .modeling_custom_lm import (
+    CustomLMForCausalLM,
+    CustomLMForSequenceClassification,
+    CustomLMModel,
+    CustomLMPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(CustomLMConfig.model_type, CustomLMConfig, exist_ok=True)
+AutoModel.register(CustomLMConfig, CustomLMModel, exist_ok=True)
+AutoModelForCausalLM.register(CustomLMConfig, CustomLMForCausalLM, exist_ok=True)
+AutoModelForSequenceClassification.register(CustomLMConfig, CustomLMForSequenceClassification, exist_ok=True)
+
+__all__ = [
+    "CustomLMConfig",
+    "CustomLMPreTrainedModel",
+    "CustomLMModel",
+    "CustomLMForCausalLM",
+    "CustomLMForSequenceClassification",
+]

@@ -1,0 +1,533 @@
+"""CustomLM: a decoder-only Transformer written the way transformers writes Llama.
+
+Reads top to bottom: norms, position encodings, helpers, MLP, attention, decoder layer, pretrained
+base, model, heads. With the default config the maths and the parameter names are Llama's, so a
+state dict loads into `LlamaForCausalLM` unchanged.
+
+Shape legend: B batch, T query length, S key length (cache + T), D hidden_size, H attention heads,
+Hkv key/value heads, hd head_dim, V vocab_size.
+
+This file is copied to the Hub with `configuration_custom_lm.py`; it imports only torch,
+transformers and that config, and no private transformers decorators.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import logging
+
+from .configuration_custom_lm import CustomLMConfig
+
+logger = logging.get_logger(__name__)
+
+
+class CustomLMRMSNorm(nn.Module):
+    """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+    def extra_repr(self):
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+class CustomLMLayerNorm(nn.LayerNorm):
+    """LayerNorm with bias, as in the original Transformer; the class name lets `_init_weights` find it."""
+
+
+def build_norm(config: CustomLMConfig) -> nn.Module:
+    if config.norm_type == "layernorm":
+        return CustomLMLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+    return CustomLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+
+class CustomLMRotaryEmbedding(nn.Module):
+    """cos/sin tables for rotary positions, computed per call from `position_ids` (so left padding works)."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__()
+        self.config = config
+        self.rope_type = config.rope_parameters["rope_type"]
+        rope_init_fn: Callable = self.compute_default_rope_parameters
+        if self.rope_type != "default":
+            rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
+        inv_freq, self.attention_scaling = rope_init_fn(config)
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)  # (hd/2,)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
+
+    @staticmethod
+    def compute_default_rope_parameters(config: CustomLMConfig, **kwargs) -> tuple[torch.Tensor, float]:
+        base = config.rope_parameters["rope_theta"]
+        dim = config.head_dim
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+        return inv_freq, 1.0
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # fp32 angles even under autocast: positions in the thousands lose precision in bf16.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, hd/2)
+            emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, hd)
+            cos = emb.cos() * self.attention_scaling
+            sin = emb.sin() * self.attention_scaling
+        return cos.to(x.dtype), sin.to(x.dtype)
+
+
+def sinusoidal_position_embeddings(position_ids: torch.Tensor, dim: int) -> torch.Tensor:
+    """The fixed table of "Attention Is All You Need": even channels sin, odd channels cos.
+
+    (B, T) -> (B, T, dim) in fp32. Computed from the ids, so any length and left padding work.
+    """
+    inv_freq = torch.exp(
+        torch.arange(0, dim, 2, device=position_ids.device, dtype=torch.float32) * (-math.log(10000.0) / dim)
+    )
+    angles = position_ids[..., None].float() * inv_freq  # (B, T, dim/2)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 1):
+    """q (B, H, T, hd), k (B, Hkv, T, hd), cos/sin (B, T, hd): broadcast over the head axis."""
+    cos = cos.unsqueeze(unsqueeze_dim)
+    sin = sin.unsqueeze(unsqueeze_dim)
+    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+
+
+def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, Hkv, S, hd) -> (B, Hkv * n_rep, S, hd): share each key/value head across its query group."""
+    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].expand(batch, num_key_value_heads, n_rep, slen, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(QK^T / sqrt(hd) + mask) V. Returns (B, T, H, hd) and the weights (B, H, T, S)."""
+    key_states = repeat_kv(key, module.num_key_value_groups)
+    value_states = repeat_kv(value, module.num_key_value_groups)
+
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value_states)
+    return attn_output.transpose(1, 2).contiguous(), attn_weights
+
+
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Out-of-range ids would raise a bare IndexError on CPU and a device assert on GPU; say what is wrong."""
+    if input_ids.numel() == 0 or torch.compiler.is_compiling():
+        return
+    low, high = torch.aminmax(input_ids)
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"`input_ids` must lie in [0, {vocab_size}) (the model's `vocab_size`), got values from {low.item()} "
+            f"to {high.item()}. Use the tokenizer this model was trained with, or call "
+            "`model.resize_token_embeddings(len(tokenizer))` after adding tokens."
+        )
+
+
+class CustomLMMLP(nn.Module):
+    """Gated: down(act(gate(x)) * up(x)) (SwiGLU with silu). Plain: down(act(up(x))), the seed's FFN."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__()
+        self.gated = config.mlp_type == "gated"
+        if self.gated:
+            self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.act_fn(self.up_proj(x)))
+
+
+class CustomLMAttention(nn.Module):
+    """Multi-head (or grouped-query) causal self-attention through transformers' attention interface."""
+
+    def __init__(self, config: CustomLMConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = True
+        self.use_rope = config.position_embedding_type == "rope"
+
+        self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=config.attention_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=config.attention_bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=config.attention_bias)
+        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_bias)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None,
+        attention_mask: torch.Tensor | None,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]  # (B, T)
+        hidden_shape = (*input_shape, -1, self.head_dim)
+
+        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)  # (B, H, T, hd)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)  # (B, Hkv, T, hd)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        if self.use_rope:
+            cos, sin = position_embeddings
+            query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+
+        if cache is not None:
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx)  # (B, Hkv, S, hd)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()  # (B, T, H * hd)
+        return self.o_proj(attn_output), attn_weights
+
+
+class CustomLMDecoderLayer(GradientCheckpointingLayer):
+    """Pre-norm block: h = x + drop(attn(norm(x))); out = h + drop(mlp(norm(h)))."""
+
+    def __init__(self, config: CustomLMConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = CustomLMAttention(config, layer_idx)
+        self.mlp = CustomLMMLP(config)
+        self.input_layernorm = build_norm(config)
+        self.post_attention_layernorm = build_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_out, attn_weights = self.self_attn(
+            self.input_layernorm(hidden_states),
+            position_embeddings=position_embeddings,
+            attention_mask=attention_mask,
+            cache=cache,
+            **kwargs,
+        )
+        hidden_states = hidden_states + self.dropout(attn_out)
+        hidden_states = hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
+        return hidden_states, attn_weights
+
+
+class CustomLMPreTrainedModel(PreTrainedModel):
+    config_class = CustomLMConfig
+    config: CustomLMConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["CustomLMDecoderLayer"]
+    _skip_keys_device_placement = ["cache"]
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    def _init_weights(self, module: nn.Module):
+        """Normal(0, initializer_range) everywhere (the base class), then the residual projections
+        (`o_proj`, `down_proj`) scaled by 1/sqrt(2 * num_hidden_layers), per GPT-2: each of the 2L
+        residual branches adds variance, so this keeps the stream's scale independent of depth."""
+        super()._init_weights(module)
+        std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+        if isinstance(module, CustomLMAttention):
+            init.normal_(module.o_proj.weight, mean=0.0, std=std)
+        elif isinstance(module, CustomLMMLP):
+            init.normal_(module.down_proj.weight, mean=0.0, std=std)
+
+
+class CustomLMModel(CustomLMPreTrainedModel):
+    """Embeddings, the decoder stack and the final norm; returns hidden states (B, T, D)."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.vocab_size = config.vocab_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        if config.position_embedding_type == "learned":
+            self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        elif config.position_embedding_type == "rope":
+            self.rotary_emb = CustomLMRotaryEmbedding(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList(
+            [CustomLMDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
+        )
+        self.norm = build_norm(config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def _embed_positions(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor):
+        """Returns (embeddings with additive positions, rotary (cos, sin) or None)."""
+        kind = self.config.position_embedding_type
+        if kind == "rope":
+            return inputs_embeds, self.rotary_emb(inputs_embeds, position_ids)
+        if kind == "sinusoidal":
+            table = sinusoidal_position_embeddings(position_ids, self.config.hidden_size)
+            return inputs_embeds + table.to(inputs_embeds.dtype), None
+        if not torch.compiler.is_compiling() and position_ids.numel() and position_ids.max() >= self.config.max_position_embeddings:
+            raise ValueError(
+                f"Position {position_ids.max().item()} is past `max_position_embeddings` "
+                f"({self.config.max_position_embeddings}) of this model's learned position table. Truncate the "
+                "input (tokenizer `truncation=True, max_length=...`) or lower `max_new_tokens`."
+            )
+        # Left-padding positions are -1 under generate(); they are masked out, so any row will do.
+        return inputs_embeds + self.embed_positions(position_ids.clamp(min=0)), None
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast | tuple:
+        if cache is None and "past_key_values" in kwargs:  # the pre-5.x name, still sent by some callers
+            cache = kwargs.pop("past_key_values")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        if output_attentions and self.config._attn_implementation != "eager":
+            raise ValueError(
+                f"`output_attentions=True` needs eager attention, but this model uses "
+                f"{self.config._attn_implementation!r}. Load it with `attn_implementation=\"eager\"` or call "
+                "`model.set_attn_implementation(\"eager\")`."
+            )
+        use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
+
+        if inputs_embeds is None:
+            check_token_ids(input_ids, self.config.vocab_size)
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        if position_ids is None:
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = position_ids.unsqueeze(0)  # (1, T)
+
+        # None when there is no padding (sdpa then uses is_causal); else a (B, 1, T, S) mask.
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+        hidden_states, position_embeddings = self._embed_positions(inputs_embeds, position_ids)
+        hidden_states = self.dropout(hidden_states)
+
+        all_hidden_states = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for decoder_layer in self.layers:
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            hidden_states, attn_weights = decoder_layer(
+                hidden_states,
+                attention_mask=causal_mask,
+                position_embeddings=position_embeddings,
+                cache=cache,
+                **kwargs,
+            )
+            if output_attentions:
+                all_attentions += (attn_weights,)
+        hidden_states = self.norm(hidden_states)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+
+        output = BaseModelOutputWithPast(
+            last_hidden_state=hidden_states,
+            cache=cache if use_cache else None,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+    _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__(config)
+        self.model = CustomLMModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast | tuple:
+        r"""`labels` (B, T) are the input ids themselves (the shift happens in the loss); -100 is ignored.
+        `logits_to_keep`: project only the last N positions (or the given indices) onto the vocabulary."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices, :])  # (B, T', V)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        output = CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class CustomLMForSequenceClassification(CustomLMPreTrainedModel):
+    """The decoder plus a linear `score` head read at each row's last real token (left or right padding)."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = CustomLMModel(config)
+        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast | tuple:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
+        batch_size, seq_len = logits.shape[:2]
+
+        # Index of the rightmost real token per row: from the attention mask if given, else from the pad id.
+        if attention_mask is not None:
+            real = attention_mask.to(logits.device, torch.int32)
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
+        else:
+            real = torch.ones(batch_size, seq_len, dtype=torch.int32, device=logits.device)
+        positions = torch.arange(seq_len, device=logits.device, dtype=torch.int32)
+        last_token = (positions * real).argmax(-1)
+        pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_token]  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+
+        output = SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = [
+    "CustomLMPreTrainedModel",
+    "CustomLMModel",
+    "CustomLMForCausalLM",
+    "CustomLMForSequenceClassification",
+]
