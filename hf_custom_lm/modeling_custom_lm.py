@@ -176,6 +176,7 @@ class CustomLMMLP(nn.Module):
             self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj.is_residual_projection = True  # read by `_init_weights`
         self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,6 +203,7 @@ class CustomLMAttention(nn.Module):
         self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=config.attention_bias)
         self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=config.attention_bias)
         self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=config.attention_bias)
+        self.o_proj.is_residual_projection = True  # read by `_init_weights`
 
     def forward(
         self,
@@ -291,11 +293,9 @@ class CustomLMPreTrainedModel(PreTrainedModel):
         (`o_proj`, `down_proj`) scaled by 1/sqrt(2 * num_hidden_layers), per GPT-2: each of the 2L
         residual branches adds variance, so this keeps the stream's scale independent of depth."""
         super()._init_weights(module)
-        std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
-        if isinstance(module, CustomLMAttention):
-            init.normal_(module.o_proj.weight, mean=0.0, std=std)
-        elif isinstance(module, CustomLMMLP):
-            init.normal_(module.down_proj.weight, mean=0.0, std=std)
+        if getattr(module, "is_residual_projection", False):
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
 
 
 class CustomLMModel(CustomLMPreTrainedModel):
