@@ -10,13 +10,25 @@ only `transformers` and `huggingface_hub`.
 """
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import GenerationConfig, PreTrainedConfig
 from transformers.modeling_rope_utils import RopeParameters
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 POSITION_EMBEDDING_TYPES = ("rope", "sinusoidal", "learned")
 NORM_TYPES = ("rmsnorm", "layernorm")
 MLP_TYPES = ("gated", "plain")
 HIDDEN_ACTS = ("silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+# Keys a saved config or `from_pretrained(**kwargs)` may carry beyond the dataclass fields, all read by
+# `PreTrainedConfig.__post_init__` or the Auto machinery. Anything else is reported as unknown.
+KNOWN_EXTRA_KEYS = {
+    "auto_map", "model_type", "architectures", "transformers_version", "name_or_path", "_name_or_path",
+    "_commit_hash", "torch_dtype", "num_labels", "rope_scaling", "rope_theta", "partial_rotary_factor",
+    "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
+    "_attn_implementation_internal", "_experts_implementation_internal",
+}
 
 # Sizes of the named presets; every other field keeps its default. The bundled tokenizer has 8192
 # tokens, which every preset uses. "classic" is the seed's vanilla Transformer at "small" size.
@@ -105,6 +117,12 @@ class CustomLMConfig(PreTrainedConfig):
     mlp_type: str = "gated"
 
     def __post_init__(self, **kwargs):
+        unknown = set(kwargs) - KNOWN_EXTRA_KEYS - set(GenerationConfig._get_default_generation_params())
+        if unknown:
+            logger.warning(
+                f"CustomLMConfig got unknown fields {sorted(unknown)}: they are kept on the config but the model "
+                "never reads them. Check for typos against the documented field names."
+            )
         if self.head_dim is None and self.num_attention_heads:
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.num_key_value_heads is None:
