@@ -46,12 +46,11 @@ def build_tiny_tokenizer(vocab_size: int = 512):
 @pytest.fixture(scope="session")
 def tokenizer():
     """The bundled tokenizer when it is packaged, else a tiny one with the same special-token layout."""
-    try:
-        from hf_custom_lm.tokenization import load_tokenizer
+    from hf_custom_lm.tokenization import TOKENIZER_DIR, load_tokenizer
 
+    if (TOKENIZER_DIR / "tokenizer.json").is_file():
         return load_tokenizer()
-    except (ImportError, OSError):
-        return build_tiny_tokenizer()
+    return build_tiny_tokenizer()
 
 
 def tiny_config(**overrides) -> CustomLMConfig:

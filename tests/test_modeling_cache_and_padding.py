@@ -41,7 +41,7 @@ def test_continuing_from_a_returned_cache_equals_one_longer_call():
 
 
 @pytest.mark.parametrize("overrides", SWITCHES, ids=["rope", "classic", "learned"])
-def test_left_padded_batch_matches_each_row_alone(overrides, tokenizer):
+def test_left_padded_batch_matches_each_row_alone(overrides):
     model = model_for(**overrides)
     rows = [torch.randint(2, 512, (n,)) for n in (7, 6, 4, 3, 1)]  # 0..6 left pads
     width = max(len(r) for r in rows)
