@@ -1,0 +1,40 @@
+"""`hf-custom-lm export RUN_DIR OUT_DIR [--format llama]`: a self-contained, Hub-ready folder."""
+
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from ..hub import FORMATS, export_run
+
+
+@dataclass
+class ExportArguments:
+    format: str = field(
+        default="custom_lm",
+        metadata={"choices": list(FORMATS), "help": "custom_lm: the model's own code, loaded with "
+                  "trust_remote_code=True; llama: a plain LlamaForCausalLM (Llama-compatible settings only)."},
+    )
+    repo_id: str | None = field(default=None, metadata={"help": "Hub id the card's usage code names (user/name)."})
+    dataset_description: str | None = field(default=None, metadata={"help": "The card's training-data paragraph."})
+    datasets: list[str] = field(default_factory=list, metadata={"help": "Hub dataset ids trained on (card metadata)."})
+    license: str = field(default="apache-2.0", metadata={"help": "License id for the card metadata."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace the files of an earlier export in OUT_DIR."})
+
+
+def main(argv: list[str]) -> int:
+    parser = HfArgumentParser(ExportArguments, prog="hf-custom-lm export", description=__doc__)
+    parser.add_argument("run_dir", help="a training output folder or a saved model folder")
+    parser.add_argument("out_dir", help="the folder to write")
+    args, paths = parser.parse_args_into_dataclasses(argv)
+    try:
+        out_dir = export_run(
+            paths.run_dir, paths.out_dir, format=args.format, repo_id=args.repo_id,
+            dataset_description=args.dataset_description, datasets=args.datasets or None,
+            license=args.license, overwrite=args.overwrite,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as error:
+        print(f"hf-custom-lm export: error: {error}", file=sys.stderr)
+        return 1
+    print(f"Exported {paths.run_dir} to {out_dir} ({args.format}).")
+    return 0

@@ -1,0 +1,35 @@
+"""`hf-custom-lm push OUT_DIR --repo-id user/name`: upload an exported folder to the Hugging Face Hub.
+
+The token comes from HF_TOKEN or the stored login (`hf auth login`); it is never printed.
+"""
+
+import sys
+from dataclasses import dataclass, field
+
+from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+from transformers import HfArgumentParser
+
+from ..hub import push
+
+
+@dataclass
+class PushArguments:
+    repo_id: str = field(metadata={"help": "Hub repository, 'namespace/name'."})
+    private: bool = field(default=False, metadata={"help": "Create the repository as private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created if missing)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit title (default: names the folder)."})
+
+
+def main(argv: list[str]) -> int:
+    parser = HfArgumentParser(PushArguments, prog="hf-custom-lm push", description=__doc__)
+    parser.add_argument("out_dir", help="a folder written by `hf-custom-lm export`")
+    args, paths = parser.parse_args_into_dataclasses(argv)
+    try:
+        commit = push(paths.out_dir, args.repo_id, private=args.private, revision=args.revision,
+                      commit_message=args.commit_message)
+    except (FileNotFoundError, ValueError, LocalTokenNotFoundError, HfHubHTTPError) as error:
+        print(f"hf-custom-lm push: error: {error}", file=sys.stderr)
+        return 1
+    print(f"Pushed {paths.out_dir} to {commit.repo_url} (commit {commit.oid}).")
+    print(f'Load this exact commit with revision="{commit.oid}".')
+    return 0

@@ -1,0 +1,251 @@
+"""Export a Hub-ready folder and push it.
+
+`export(model, tokenizer, out_dir, ...)` writes a folder that is complete on its own: weights, config,
+generation config, tokenizer, the modelling code (`format="custom_lm"`, loaded with
+`trust_remote_code=True`) or none at all (`format="llama"`, a plain `LlamaForCausalLM`), and a model
+card with its loss-curve figure. `export_run(run_dir, out_dir)` does the same from a training output
+folder or a saved model folder. `push(out_dir, repo_id)` uploads such a folder.
+"""
+
+import json
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+from huggingface_hub import HfApi, ModelCard, get_token
+from huggingface_hub.errors import LocalTokenNotFoundError
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .llama_export import to_llama
+from .model_card import LOSS_CURVE_FILENAME, as_dict, plot_loss_curve, render_model_card
+from .modeling_custom_lm import CustomLMForCausalLM, CustomLMForSequenceClassification, CustomLMModel
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("custom_lm", "llama")
+# What `export` writes; with `overwrite=True` these are removed first, so no file of an earlier export
+# (a code file, a shard) survives into a folder of another format.
+EXPORT_FILES = (
+    "config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
+    "configuration_custom_lm.py", "modeling_custom_lm.py", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "chat_template.jinja", "README.md", LOSS_CURVE_FILENAME,
+)
+# Training artefacts a run folder may hold next to an export; never uploaded (checkpoints are large,
+# `.bin`/`.pt` files are pickles).
+PUSH_IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "*.pt", "*.pth", "*.bin"]
+
+
+@contextmanager
+def _remote_code_registered(model: CustomLMForCausalLM):
+    """Make `save_pretrained` copy the code files and write `auto_map`, then restore the classes' state.
+
+    `register_for_auto_class` sets a class attribute; restoring it keeps later saves in this process
+    (checkpoints) free of code files. The `auto_map` gains `AutoModel` and
+    `AutoModelForSequenceClassification` too: the same modelling file defines them, and a classifier
+    fine-tuned from this model starts from `AutoModelForSequenceClassification.from_pretrained`.
+    """
+    config_class, model_class = type(model.config), type(model)
+    saved = (config_class._auto_class, model_class._auto_class, getattr(model.config, "auto_map", None))
+    module = model_class.__module__.rsplit(".", 1)[-1]
+    try:
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModelForCausalLM")
+        model.config.auto_map = {
+            "AutoModel": f"{module}.{CustomLMModel.__name__}",
+            "AutoModelForSequenceClassification": f"{module}.{CustomLMForSequenceClassification.__name__}",
+        }
+        yield
+    finally:
+        config_class._auto_class, model_class._auto_class, model.config.auto_map = saved
+
+
+def _check_tokenizer(model: CustomLMForCausalLM, tokenizer) -> None:
+    config = model.config
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's `vocab_size` is {config.vocab_size}: ids "
+            "past the embedding matrix would fail. Export the tokenizer the model was trained with, or call "
+            "`model.resize_token_embeddings(len(tokenizer))` first."
+        )
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id != config.eos_token_id:
+        raise ValueError(
+            f"The tokenizer's eos token id ({tokenizer.eos_token_id}) differs from the model's `eos_token_id` "
+            f"({config.eos_token_id}), so generation would not stop at the end of text. Set "
+            "`model.config.eos_token_id` and `model.generation_config.eos_token_id` to the tokenizer's."
+        )
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    existing = sorted({path.name for pattern in EXPORT_FILES for path in out_dir.glob(pattern)})
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds an export ({', '.join(existing)}). Choose a new folder, or pass "
+            "overwrite=True (`--overwrite`) to replace these files."
+        )
+    for name in existing:
+        (out_dir / name).unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def export(
+    model: CustomLMForCausalLM,
+    tokenizer,
+    out_dir: str | Path,
+    *,
+    format: str = "custom_lm",
+    trainer_state=None,
+    metrics: dict | None = None,
+    training_args=None,
+    dataset_description: str | None = None,
+    datasets: list[str] | None = None,
+    license: str = "apache-2.0",
+    repo_id: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a self-contained, Hub-ready folder for `model` and `tokenizer`; returns `out_dir`.
+
+    `trainer_state` (a `TrainerState` or its dict), `metrics` (final metrics, e.g. `eval_loss`,
+    `perplexity`, `bits_per_byte`, with or without the `eval_` prefix) and `training_args`
+    (`TrainingArguments` or dict) feed the model card and its loss curve. `repo_id` is the Hub id the
+    card's usage code names (default: the folder's name). `format="llama"` writes a plain
+    `LlamaForCausalLM` and refuses, with `ValueError`, a model whose settings Llama lacks.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}: choose one of {FORMATS}.")
+    if not isinstance(model, CustomLMForCausalLM):
+        raise TypeError(
+            f"export expects a CustomLMForCausalLM, got {type(model).__name__}. Load the language model with "
+            "`AutoModelForCausalLM.from_pretrained(...)`."
+        )
+    _check_tokenizer(model, tokenizer)
+    out_dir = Path(out_dir)
+    llama = to_llama(model) if format == "llama" else None  # refuses incompatible settings before writing
+    _prepare_out_dir(out_dir, overwrite)
+
+    if llama is not None:
+        llama.save_pretrained(out_dir)
+    else:
+        with _remote_code_registered(model):
+            model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+    trainer_state = as_dict(trainer_state)
+    loss_curve = None
+    if trainer_state is not None and plot_loss_curve(trainer_state, out_dir / LOSS_CURVE_FILENAME):
+        loss_curve = LOSS_CURVE_FILENAME
+    card = render_model_card(
+        model, model_id=repo_id or out_dir.resolve().name, format=format, trainer_state=trainer_state,
+        metrics=metrics, training_args=training_args, dataset_description=dataset_description,
+        datasets=datasets, license=license, loss_curve=loss_curve,
+    )
+    card.save(out_dir / "README.md")
+    return out_dir
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """`checkpoint-N` folders, oldest first."""
+    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """Model, tokenizer, trainer state and final metrics of a training output or saved model folder.
+
+    The model is the one saved at the top of `run_dir` (the final one; the best one with
+    `load_best_model_at_end`). `trainer_state.json` comes from the top, else from the newest checkpoint;
+    metrics from `all_results.json`, else `eval_results.json` + `train_results.json`.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a folder: pass a training output folder or a saved model folder.")
+    checkpoints = _checkpoints(run_dir)
+    if not (run_dir / "config.json").is_file():
+        if checkpoints:
+            raise FileNotFoundError(
+                f"{run_dir} has checkpoints ({', '.join(p.name for p in checkpoints)}) but no final model at its top: "
+                f"the run may not have finished. Export a checkpoint instead, e.g. {checkpoints[-1]}."
+            )
+        raise FileNotFoundError(
+            f"{run_dir} holds no config.json: it is neither a saved model nor a training output folder."
+        )
+    if not any((run_dir / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        raise FileNotFoundError(
+            f"{run_dir} holds a model but no tokenizer files: save the tokenizer next to the model "
+            "(`tokenizer.save_pretrained(run_dir)`) before exporting."
+        )
+    trainer_state = _read_json(run_dir / "trainer_state.json")
+    if trainer_state is None and checkpoints:
+        trainer_state = _read_json(checkpoints[-1] / "trainer_state.json")
+    metrics = _read_json(run_dir / "all_results.json")
+    if metrics is None:
+        parts = [_read_json(run_dir / name) for name in ("train_results.json", "eval_results.json")]
+        metrics = {k: v for part in parts if part for k, v in part.items()} or None
+    return {
+        "model": AutoModelForCausalLM.from_pretrained(run_dir),
+        "tokenizer": AutoTokenizer.from_pretrained(run_dir),
+        "trainer_state": trainer_state,
+        "metrics": metrics,
+    }
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "custom_lm", **kwargs) -> Path:
+    """`export` of the model in `run_dir` (see `load_run`), its card written from the run's records.
+
+    `kwargs` go to `export` (`dataset_description`, `datasets`, `license`, `repo_id`, `overwrite`,
+    `training_args`).
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}: choose one of {FORMATS}.")
+    run = load_run(run_dir)
+    return export(run["model"], run["tokenizer"], out_dir, format=format, trainer_state=run["trainer_state"],
+                  metrics=run["metrics"], **kwargs)
+
+
+def push(
+    out_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+):
+    """Create `repo_id` if needed and upload the exported `out_dir` to it; returns the `CommitInfo`.
+
+    The token is `token`, else `HF_TOKEN`, else the stored login (`hf auth login`); it is sent to the Hub
+    only, never printed or logged. `revision` names a branch, created from `main` if missing.
+    """
+    out_dir = Path(out_dir)
+    missing = [name for name in ("config.json", "README.md") if not (out_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{out_dir} is not an exported folder (no {', '.join(missing)}): run `hf-custom-lm export` first."
+        )
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"`repo_id` must be 'namespace/name' (e.g. 'your-user/my-model'), got {repo_id!r}.")
+    token = token or get_token()
+    if not token:
+        raise LocalTokenNotFoundError(
+            "No Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login`."
+        )
+    card_id = ModelCard.load(out_dir / "README.md").data.model_name
+    if card_id != repo_id:
+        logger.warning(
+            "The model card's usage code names %r, not %r; re-export with `repo_id=%r` (`--repo-id`) so the "
+            "published card loads the right repository.", card_id, repo_id, repo_id,
+        )
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id, folder_path=out_dir, revision=revision, ignore_patterns=list(PUSH_IGNORE_PATTERNS),
+        commit_message=commit_message or f"Upload {out_dir.resolve().name} exported with hf_custom_lm",
+    )
+
+
+__all__ = ["FORMATS", "export", "export_run", "load_run", "push"]
