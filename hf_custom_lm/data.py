@@ -1,0 +1,568 @@
+"""Load a text corpus, tokenise it and pack the token stream into fixed-length blocks for causal-LM training.
+
+The behaviour follows `transformers`' `examples/pytorch/language-modeling/run_clm.py`, as library functions:
+
+    raw = load_text_dataset(train_file="corpus/")           # DatasetDict {"train", "validation"} of documents
+    lm = tokenize_and_pack(raw, tokenizer, block_size=512)  # DatasetDict of blocks: input_ids, labels, num_bytes
+    bits_per_byte(eval_loss, bytes_per_token(lm["validation"]))
+
+Decisions a user can rely on:
+
+- Documents. A row of the text column is one document. For `.txt` files the default is `sample_by="document"`:
+  a whole file is one document, so a folder of stories gives one end-of-text per story; `"paragraph"` (blocks
+  separated by a blank line) suits one large file of many short texts, `"line"` one document per line.
+  Empty and whitespace-only documents (blank lines, empty cells, nulls) are skipped.
+- Token stream. Every document is tokenised without special tokens and followed by the tokenizer's eos id,
+  so the model learns where texts end. The documents of a split are concatenated in order and cut into
+  blocks of `block_size`; a block may span documents. Only the final `< block_size` tokens of each split are
+  dropped (run_clm drops a remainder per batch of 1000 documents instead).
+- Held-out validation. Without a validation file (or a dataset "validation" split), `validation_split_percentage`
+  percent of the training documents are held out: an exact, seeded random subset for map-style datasets; for
+  streaming ones, the documents whose seeded content hash falls in that percentage (about that fraction, and
+  identical texts always land on the same side).
+- Bits per byte. Each block carries `num_bytes`, the UTF-8 bytes of the text its tokens stand for: a document's
+  bytes are spread evenly over its tokens (eos included), so sums over whole documents are exact. Then
+  `bpb = loss_nats_per_token / bytes_per_token / ln 2` for any subset of blocks.
+- Caching. Map-style results are cached by `datasets` under a fingerprint computed here from the source
+  dataset's fingerprint, the tokenizer's serialised form and the packing arguments, so a rerun with the same
+  data and tokenizer loads the blocks instead of tokenising again. Streaming datasets are tokenised and packed
+  lazily while they are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import (
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    IterableDatasetDict,
+    List,
+    Value,
+    load_dataset,
+)
+from datasets.fingerprint import Hasher
+
+logger = logging.getLogger(__name__)
+
+# file extension -> `datasets` packaged builder
+SUPPORTED_EXTENSIONS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+# compressions `datasets` decompresses on the fly, streaming or not, with the standard library alone
+COMPRESSION_EXTENSIONS = (".gz", ".bz2", ".xz")
+TXT_SAMPLE_BY = ("document", "paragraph", "line")
+
+# bump when the tokenised or packed layout changes, so that stale caches are not reused
+_CACHE_VERSION = 1
+# documents tokenised per call to the tokenizer
+_BATCH_SIZE = 1000
+
+TOKENIZED_FEATURES = Features({"input_ids": List(Value("int32")), "num_bytes": Value("int64")})
+PACKED_FEATURES = Features(
+    {"input_ids": List(Value("int32")), "labels": List(Value("int32")), "num_bytes": Value("int64")}
+)
+
+PathArg = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _supported_list() -> str:
+    compressed = "/".join(COMPRESSION_EXTENSIONS)
+    return f"{', '.join(SUPPORTED_EXTENSIONS)} (optionally compressed as {compressed})"
+
+
+def _describe(paths: PathArg | list[Path]) -> str:
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return ", ".join(repr(str(p)) for p in items)
+
+
+def _extension(path: Path) -> str:
+    """`.jsonl` for `a.jsonl` and `a.jsonl.gz`; the data extension below any compression suffix."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION_EXTENSIONS:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _resolve_files(paths: PathArg, argument: str) -> list[Path]:
+    """Files named by `paths` (files and folders; folders searched recursively, hidden entries skipped)."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise ValueError(f"{argument} is an empty list; pass at least one file or folder.")
+    files: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{argument}: no such file or folder: {str(path)!r}")
+        if path.is_file():
+            if _extension(path) not in SUPPORTED_EXTENSIONS:
+                raise ValueError(
+                    f"{argument}: unsupported file type {path.name!r} "
+                    f"(extension {''.join(path.suffixes) or 'none'!r}). Supported: {_supported_list()}."
+                )
+            files.append(path)
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        data = [p for p in found if _extension(p) in SUPPORTED_EXTENSIONS]
+        ignored = [str(p.relative_to(path)) for p in found if _extension(p) not in SUPPORTED_EXTENSIONS]
+        if not data:
+            raise ValueError(
+                f"{argument}: folder {str(path)!r} holds no data files (found: {ignored or 'nothing'}). "
+                f"Supported: {_supported_list()}."
+            )
+        if ignored:
+            logger.warning("%s: ignoring files of unsupported type in %s: %s", argument, path, ignored)
+        files.extend(data)
+    for file in files:
+        if file.stat().st_size == 0:
+            raise ValueError(f"{argument}: file {str(file)!r} is empty.")
+    return files
+
+
+def _load_split(
+    files: list[Path], split: str, argument: str, sample_by: str, streaming: bool, cache_dir: str | None
+) -> Dataset | IterableDataset:
+    builders = {SUPPORTED_EXTENSIONS[_extension(f)] for f in files}
+    if len(builders) > 1:
+        kinds = sorted({_extension(f) for f in files})
+        raise ValueError(
+            f"{argument} mixes file types {kinds}; one split must be a single type (convert the files, "
+            "or keep one type per folder)."
+        )
+    builder = builders.pop()
+    kwargs = {"sample_by": sample_by} if builder == "text" else {}
+    try:
+        return load_dataset(
+            builder,
+            data_files={split: [str(f) for f in files]},
+            split=split,
+            streaming=streaming,
+            cache_dir=cache_dir,
+            **kwargs,
+        )
+    except StopIteration:  # the json builder's answer to a file with no records
+        raise ValueError(f"{argument}: {_describe(files)} is empty (no records).") from None
+
+
+def _in_validation(text: str | None, seed: int, percentage: float) -> bool:
+    """Seeded content hash -> [0, 100); the document is held out when it falls below `percentage`."""
+    digest = hashlib.blake2b((text or "").encode("utf-8"), digest_size=8, key=str(seed).encode()).digest()
+    return int.from_bytes(digest, "big") % 1_000_000 < percentage * 10_000
+
+
+def _hold_out_validation(
+    train: Dataset | IterableDataset, text_column_name: str, percentage: float, seed: int
+) -> tuple[Dataset | IterableDataset, Dataset | IterableDataset]:
+    if isinstance(train, IterableDataset):
+        is_validation = lambda example: _in_validation(example[text_column_name], seed, percentage)  # noqa: E731
+        return train.filter(lambda ex: not is_validation(ex)), train.filter(is_validation)
+    if train.num_rows < 2:
+        raise ValueError(
+            f"Cannot hold out a validation split from {train.num_rows} document. Pass a validation file, or more "
+            "documents (a .txt file is one document unless sample_by='paragraph' or 'line')."
+        )
+    split = train.train_test_split(test_size=percentage / 100, seed=seed, shuffle=True)
+    return split["train"], split["test"]
+
+
+def _check_text_column(dataset: Dataset | IterableDataset, text_column_name: str, where: str) -> None:
+    columns = dataset.column_names
+    if columns is None:  # a stream whose schema is only known from its first example
+        try:
+            columns = list(next(iter(dataset)).keys())
+        except StopIteration:
+            raise ValueError(f"The {where} is empty.") from None
+    if text_column_name not in columns:
+        raise ValueError(
+            f"The {where} has no column {text_column_name!r}; its columns are {columns}. "
+            "Set text_column_name (--text_column_name) to the column that holds the text."
+        )
+    feature = dataset.features.get(text_column_name) if dataset.features else None
+    if feature is not None and getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise ValueError(
+            f"Column {text_column_name!r} of the {where} holds {feature}, not text. "
+            "Set text_column_name (--text_column_name) to the column that holds the text."
+        )
+
+
+def load_text_dataset(
+    train_file: PathArg | None = None,
+    validation_file: PathArg | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    text_column_name: str = "text",
+    streaming: bool = False,
+    validation_split_percentage: float = 5,
+    seed: int = 42,
+    sample_by: Literal["document", "paragraph", "line"] = "document",
+    cache_dir: str | os.PathLike | None = None,
+) -> DatasetDict | IterableDatasetDict:
+    """Documents for training and validation, as `{"train", "validation"}` splits with a text column.
+
+    Args:
+        train_file: a file, a folder of files (searched recursively) or a list of them; see `SUPPORTED_EXTENSIONS`.
+        validation_file: same forms; without it, validation is held out from the training documents.
+        dataset_name: a dataset on the Hub (or a local dataset folder) for `datasets.load_dataset`; its
+            "validation" split is used when it has one.
+        dataset_config_name: the Hub dataset's configuration.
+        text_column_name: the column holding the text; checked here so a typo fails before training.
+        streaming: read lazily (`IterableDatasetDict`) for corpora larger than memory or disk.
+        validation_split_percentage: percentage of training documents held out when no validation is given.
+        seed: seed of the held-out split.
+        sample_by: what a document is in a `.txt` file: "document" (the whole file), "paragraph" or "line".
+        cache_dir: where `datasets` caches the loaded data (defaults to its own cache).
+    """
+    if dataset_name is not None and train_file is not None:
+        raise ValueError(
+            f"Pass either dataset_name ({dataset_name!r}) or train_file ({_describe(train_file)}), not both."
+        )
+    if dataset_name is None and train_file is None:
+        if validation_file is not None:
+            raise ValueError("validation_file needs a train_file to go with it.")
+        raise ValueError("No training data: pass train_file (files or a folder) or dataset_name (a Hub dataset).")
+    if dataset_name is not None and validation_file is not None:
+        raise ValueError(
+            f"validation_file goes with train_file; dataset_name ({dataset_name!r}) brings its own splits."
+        )
+    if sample_by not in TXT_SAMPLE_BY:
+        raise ValueError(f"sample_by={sample_by!r} is not one of {TXT_SAMPLE_BY}.")
+    if not 0 < validation_split_percentage < 100:
+        raise ValueError(
+            f"validation_split_percentage={validation_split_percentage} must be between 0 and 100 (exclusive)."
+        )
+    cache_dir = None if cache_dir is None else str(cache_dir)
+
+    if dataset_name is not None:
+        loaded = load_dataset(dataset_name, dataset_config_name, streaming=streaming, cache_dir=cache_dir)
+        source = f"dataset {dataset_name!r}"
+        if "train" not in loaded:
+            raise ValueError(f"{source} has no 'train' split; its splits are {list(loaded)}.")
+        train, validation = loaded["train"], loaded.get("validation")
+    else:
+        source = f"train_file {_describe(train_file)}"
+        train_files = _resolve_files(train_file, "train_file")
+        train = _load_split(train_files, "train", "train_file", sample_by, streaming, cache_dir)
+        validation = None
+        if validation_file is not None:
+            validation_files = _resolve_files(validation_file, "validation_file")
+            validation = _load_split(validation_files, "validation", "validation_file", sample_by, streaming, cache_dir)
+
+    _check_text_column(train, text_column_name, f"training data ({source})")
+    if validation is not None:
+        _check_text_column(validation, text_column_name, "validation data")
+    for where, split in ((f"training data ({source})", train), ("validation data", validation)):
+        if isinstance(split, Dataset) and split.num_rows == 0:
+            raise ValueError(f"The {where} is empty.")
+    if validation is None:
+        train, validation = _hold_out_validation(train, text_column_name, validation_split_percentage, seed)
+    splits = {"train": train, "validation": validation}
+    return IterableDatasetDict(splits) if streaming else DatasetDict(splits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenising and packing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of what the tokenizer does to text, equal across processes for equal tokenizers.
+
+    `datasets` would otherwise pickle the tokenizer, whose runtime padding/truncation state differs between a
+    fresh and a used tokenizer, and recompute every time.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return Hasher.hash(tokenizer)
+    state = json.loads(backend.to_str())
+    state.pop("truncation", None)
+    state.pop("padding", None)
+    return Hasher.hash([type(tokenizer).__name__, json.dumps(state, sort_keys=True), tokenizer.eos_token_id])
+
+
+def _tokenize_batch(batch: dict, tokenizer, text_column_name: str, eos_token_id: int) -> dict:
+    """Documents -> token ids with eos appended, and their UTF-8 byte counts; empty documents are dropped."""
+    texts = [t for t in batch[text_column_name] if t is not None]
+    if any(not isinstance(t, str) for t in texts):
+        kind = next(type(t).__name__ for t in texts if not isinstance(t, str))
+        raise ValueError(f"Column {text_column_name!r} holds {kind} values, not text.")
+    texts = [t for t in texts if t and not t.isspace()]
+    if not texts:
+        return {"input_ids": [], "num_bytes": []}
+    encoded = tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+    return {
+        "input_ids": [ids + [eos_token_id] for ids in encoded],
+        "num_bytes": [len(t.encode("utf-8")) for t in texts],
+    }
+
+
+def _token_byte_shares(lengths: np.ndarray, num_bytes: np.ndarray) -> np.ndarray:
+    """Per token, its share of its document's bytes: for token k of n in a b-byte document,
+    floor(b(k+1)/n) - floor(bk/n). Shapes: (docs,), (docs,) -> (sum(lengths),); each document's shares sum to b."""
+    lengths = lengths.astype(np.int64)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    k = np.arange(int(lengths.sum()), dtype=np.int64) - starts
+    n = np.repeat(lengths, lengths)
+    b = np.repeat(num_bytes.astype(np.int64), lengths)
+    return (b * (k + 1)) // n - (b * k) // n
+
+
+def _blocks_table(tokens: np.ndarray, shares: np.ndarray, block_size: int) -> pa.Table:
+    """(n * block_size,) tokens and byte shares -> n rows of input_ids, labels and num_bytes."""
+    n_blocks = len(tokens) // block_size
+    offsets = pa.array(np.arange(n_blocks + 1, dtype=np.int64) * block_size, pa.int32())
+    ids = pa.ListArray.from_arrays(offsets, pa.array(tokens.astype(np.int32)))
+    num_bytes = shares.reshape(n_blocks, block_size).sum(axis=1) if n_blocks else np.zeros(0, np.int64)
+    return pa.table({"input_ids": ids, "labels": ids, "num_bytes": pa.array(num_bytes, pa.int64())})
+
+
+def _pack_batch(
+    batch: pa.Table, indices: list[int], *, source: Dataset, doc_offsets: np.ndarray, block_size: int, n_blocks: int
+) -> pa.Table:
+    """The blocks that start inside this batch of documents, reading into later documents for the last one.
+
+    `doc_offsets[d]` is where document d starts in the split's token stream, so each batch knows its place
+    without seeing the others (batches run in any order and in parallel).
+    """
+    first_doc, end_doc = indices[0], indices[-1] + 1
+    start, end = int(doc_offsets[first_doc]), int(doc_offsets[end_doc])
+    first_block = -(-start // block_size)
+    last_block = min(-(-end // block_size), n_blocks)
+    if first_block >= last_block:
+        return _blocks_table(np.zeros(0, np.int64), np.zeros(0, np.int64), block_size)
+    # documents [first_doc, stop_doc) cover tokens [start, last_block * block_size)
+    stop_doc = int(np.searchsorted(doc_offsets, last_block * block_size, side="left"))
+    docs = batch if stop_doc <= end_doc else pa.concat_tables([batch, source.with_format("arrow")[end_doc:stop_doc]])
+    column = docs.column("input_ids")
+    tokens = pc.list_flatten(column).to_numpy()
+    shares = _token_byte_shares(pc.list_value_length(column).to_numpy(), docs.column("num_bytes").to_numpy())
+    lo, hi = first_block * block_size - start, last_block * block_size - start
+    return _blocks_table(tokens[lo:hi], shares[lo:hi], block_size)
+
+
+def _too_short(split: str, num_tokens: int, block_size: int) -> ValueError:
+    if num_tokens == 0:
+        return ValueError(f"The {split} split has no text: it holds no non-empty document.")
+    return ValueError(
+        f"The {split} split has {num_tokens} tokens (eos included), fewer than block_size={block_size}, so not "
+        f"one block can be built. Use a smaller block_size (--block_size, at most {num_tokens}) or more text."
+    )
+
+
+def _stream_blocks(
+    raw: IterableDataset, tokenizer, text_column_name: str, eos_token_id: int, block_size: int, split: str
+) -> Iterator[dict]:
+    """Packs a stream lazily; the same blocks as the map-style path for the same documents in the same order."""
+    tokens, shares = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    num_tokens = yielded = 0
+    for batch in raw.iter(batch_size=_BATCH_SIZE):
+        if text_column_name not in batch:
+            raise ValueError(
+                f"The {split} split has no column {text_column_name!r}; its columns are {list(batch)}. "
+                "Set text_column_name (--text_column_name) to the column that holds the text."
+            )
+        docs = _tokenize_batch(batch, tokenizer, text_column_name, eos_token_id)
+        lengths = np.array([len(ids) for ids in docs["input_ids"]], dtype=np.int64)
+        num_tokens += int(lengths.sum())
+        tokens = np.concatenate([tokens, *map(np.asarray, docs["input_ids"])]).astype(np.int64)
+        shares = np.concatenate([shares, _token_byte_shares(lengths, np.array(docs["num_bytes"], dtype=np.int64))])
+        n = len(tokens) // block_size * block_size
+        if n:
+            yield from _blocks_table(tokens[:n], shares[:n], block_size).to_pylist()
+            yielded += n // block_size
+            tokens, shares = tokens[n:], shares[n:]
+    if not yielded:
+        raise _too_short(split, num_tokens, block_size)
+
+
+def _check_block_size(block_size: int, max_length: int | None) -> None:
+    if not isinstance(block_size, int) or block_size < 2:
+        raise ValueError(f"block_size={block_size!r} must be an integer >= 2 (a block predicts block_size - 1 tokens).")
+    if max_length is not None and block_size > max_length:
+        raise ValueError(
+            f"block_size={block_size} is longer than the model's maximum length {max_length} "
+            "(max_position_embeddings). Use --block_size of at most that, or a model with a longer context."
+        )
+
+
+def _cache_file(cache_dir: str | os.PathLike | None, kind: str, fingerprint: str) -> str | None:
+    if cache_dir is None:
+        return None  # next to the source dataset's own cache files, or nowhere for an in-memory dataset
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return str(Path(cache_dir) / f"{kind}-{fingerprint}.arrow")
+
+
+def _tokenize_and_pack_split(
+    raw: Dataset,
+    split: str,
+    tokenizer,
+    block_size: int,
+    text_column_name: str,
+    num_proc: int | None,
+    cache_dir: str | os.PathLike | None,
+    load_from_cache_file: bool,
+) -> Dataset:
+    _check_text_column(raw, text_column_name, f"{split} split")
+    if raw.num_rows == 0:
+        raise ValueError(f"The {split} split is empty.")
+    fingerprint = Hasher.hash(
+        ["tokenize", _CACHE_VERSION, raw._fingerprint, tokenizer_fingerprint(tokenizer), text_column_name]
+    )
+    tokenized = raw.map(
+        _tokenize_batch,
+        batched=True,
+        batch_size=_BATCH_SIZE,
+        num_proc=num_proc,
+        remove_columns=raw.column_names,
+        features=TOKENIZED_FEATURES,
+        fn_kwargs={
+            "tokenizer": tokenizer,
+            "text_column_name": text_column_name,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        new_fingerprint=fingerprint,
+        cache_file_name=_cache_file(cache_dir, "tokenized", fingerprint),
+        load_from_cache_file=load_from_cache_file,
+        desc=f"Tokenizing {split}",
+    )
+    if tokenized.num_rows == 0:
+        raise ValueError(f"The {split} split has no text: every document in column {text_column_name!r} is empty.")
+
+    lengths = pc.list_value_length(tokenized.data.column("input_ids")).to_numpy().astype(np.int64)
+    doc_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    num_tokens = int(doc_offsets[-1])
+    n_blocks = num_tokens // block_size
+    if n_blocks == 0:
+        raise _too_short(split, num_tokens, block_size)
+    num_bytes = int(pc.sum(tokenized.data.column("num_bytes")).as_py())
+    logger.info(
+        "%s: %d documents, %d bytes, %d tokens (%.3f bytes/token) -> %d blocks of %d, last %d tokens dropped",
+        split, tokenized.num_rows, num_bytes, num_tokens, num_bytes / num_tokens, n_blocks, block_size,
+        num_tokens - n_blocks * block_size,
+    )  # fmt: skip
+
+    fingerprint = Hasher.hash(["pack", _CACHE_VERSION, tokenized._fingerprint, block_size])
+    packed = tokenized.with_format("arrow").map(
+        _pack_batch,
+        batched=True,
+        batch_size=_BATCH_SIZE,
+        with_indices=True,
+        num_proc=num_proc,
+        remove_columns=tokenized.column_names,
+        features=PACKED_FEATURES,
+        fn_kwargs={"source": tokenized, "doc_offsets": doc_offsets, "block_size": block_size, "n_blocks": n_blocks},
+        new_fingerprint=fingerprint,
+        cache_file_name=_cache_file(cache_dir, "packed", fingerprint),
+        load_from_cache_file=load_from_cache_file,
+        desc=f"Packing {split} into blocks of {block_size}",
+    )
+    return packed.with_format(None)
+
+
+def tokenize_and_pack(
+    raw: DatasetDict | IterableDatasetDict,
+    tokenizer,
+    block_size: int,
+    text_column_name: str = "text",
+    max_length: int | None = None,
+    num_proc: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    load_from_cache_file: bool = True,
+) -> DatasetDict | IterableDatasetDict:
+    """Documents -> blocks of `block_size` tokens with `input_ids`, `labels` (equal to input_ids) and `num_bytes`.
+
+    Args:
+        raw: splits of documents, as returned by `load_text_dataset`.
+        tokenizer: a tokenizer with an eos token, appended after every document.
+        block_size: tokens per block (the training sequence length).
+        text_column_name: the column holding the text.
+        max_length: the model's maximum length (`max_position_embeddings`); a longer block_size is refused.
+        num_proc: processes for tokenising and packing map-style datasets.
+        cache_dir: where to write the map-style caches; by default next to the source dataset's cache files
+            (an in-memory source then is not cached).
+        load_from_cache_file: reuse a cached result of the same data, tokenizer and block_size.
+
+    Map-style splits are checked and built here, so that an unusable split fails before training; for
+    streaming splits, the first block of each is read here for the same reason, the rest lazily.
+    """
+    _check_block_size(block_size, max_length)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(
+            f"{type(tokenizer).__name__} has no eos token; set tokenizer.eos_token so documents can be separated."
+        )
+    if isinstance(raw, IterableDatasetDict):
+        packed = IterableDatasetDict()
+        for split, dataset in raw.items():
+            packed[split] = IterableDataset.from_generator(
+                _stream_blocks,
+                features=PACKED_FEATURES,
+                gen_kwargs={
+                    "raw": dataset,
+                    "tokenizer": tokenizer,
+                    "text_column_name": text_column_name,
+                    "eos_token_id": tokenizer.eos_token_id,
+                    "block_size": block_size,
+                    "split": split,
+                },
+            )
+            next(iter(packed[split]))  # raises the split's error now rather than during training
+        return packed
+    if not isinstance(raw, DatasetDict):
+        raise TypeError(
+            f"raw must be a DatasetDict or IterableDatasetDict (from load_text_dataset), not {type(raw).__name__}."
+        )
+    return DatasetDict(
+        {
+            split: _tokenize_and_pack_split(
+                dataset, split, tokenizer, block_size, text_column_name, num_proc, cache_dir, load_from_cache_file
+            )
+            for split, dataset in raw.items()
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bytes per token, for bits per byte
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def count_bytes_and_tokens(blocks: Dataset | IterableDataset) -> tuple[int, int]:
+    """(UTF-8 bytes, tokens) covered by packed blocks; reads a streaming split to its end."""
+    num_bytes = num_tokens = 0
+    for batch in blocks.with_format("arrow").iter(batch_size=_BATCH_SIZE):
+        num_bytes += pc.sum(batch.column("num_bytes")).as_py() or 0
+        num_tokens += pc.sum(pc.list_value_length(batch.column("input_ids"))).as_py() or 0
+    return num_bytes, num_tokens
+
+
+def bytes_per_token(blocks: Dataset | IterableDataset) -> float:
+    """Average UTF-8 bytes per token over packed blocks (e.g. the validation split the loss is measured on)."""
+    num_bytes, num_tokens = count_bytes_and_tokens(blocks)
+    if num_tokens == 0:
+        raise ValueError("No blocks to count bytes per token over.")
+    return num_bytes / num_tokens
+
+
+def bits_per_byte(loss: float, bytes_per_token: float) -> float:
+    """Mean cross-entropy in nats per token -> bits per UTF-8 byte, comparable across tokenizers."""
+    if bytes_per_token <= 0:
+        raise ValueError(f"bytes_per_token={bytes_per_token} must be positive.")
+    return loss / bytes_per_token / math.log(2)
