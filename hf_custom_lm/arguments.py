@@ -1,0 +1,188 @@
+"""Run arguments: `ModelArguments` and `DataArguments` with the names of transformers' `run_clm.py`, and
+`LMTrainingArguments`, the `TrainingArguments` with defaults for training a language model from scratch
+(periodic evaluation, early stopping, best model loaded at the end, cosine schedule, TensorBoard).
+
+`HfArgumentParser` turns these dataclasses into the `hf-custom-lm train` flags; YAML configs use the same names.
+"""
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from transformers import TrainingArguments
+
+
+def fast_bf16_available() -> bool:
+    """True where bf16 matmuls run natively: a bf16-capable GPU, or a CPU with AVX512-BF16 or AMX.
+
+    On CPUs without them bf16 is emulated and slower than fp32, so autocast would only cost time.
+    """
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A trained model folder to continue from. Leave unset to train from scratch."},
+    )
+    config_name: str = field(
+        default="tiny",
+        metadata={"help": "A preset (tiny, small, base, classic) or a config.json / folder, for training from scratch."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Config fields to change, e.g. `num_hidden_layers=2,hidden_size=128`."},
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "A tokenizer folder; default: the tokenizer bundled with hf_custom_lm."},
+    )
+    embedding_vectors_file: str | None = field(
+        default=None,
+        metadata={"help": "GloVe / word2vec text file whose vectors initialise the embeddings of whole-word tokens."},
+    )
+    freeze_pretrained_embeddings: bool = field(
+        default=False,
+        metadata={"help": "Keep the embedding rows set from `embedding_vectors_file` fixed during training."},
+    )
+
+    def __post_init__(self):
+        if self.freeze_pretrained_embeddings and not self.embedding_vectors_file:
+            raise ValueError(
+                "`freeze_pretrained_embeddings` needs `embedding_vectors_file`: pass a word-vector file or drop the flag."
+            )
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A dataset name or local dataset folder for `datasets.load_dataset`."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    train_file: str | None = field(default=None, metadata={"help": "Training text: .txt, .json/.jsonl, .csv (.gz ok)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation text, same formats."})
+    text_column_name: str = field(default="text", metadata={"help": "Column holding the text."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per training sequence after packing."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many packed blocks (faster periodic evaluation)."}
+    )
+    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of loading it (needs max_steps)."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "Percent of the training data held out when there is no validation split."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where `datasets` caches loaded and tokenised data (default: its own cache)."}
+    )
+
+    def __post_init__(self):
+        if self.block_size < 2:
+            raise ValueError(f"`block_size` must be at least 2 (one input and one target token), got {self.block_size}.")
+        if not 0 < self.validation_split_percentage < 100:
+            raise ValueError(
+                f"`validation_split_percentage` must be between 1 and 99, got {self.validation_split_percentage}."
+            )
+
+
+def _default(name: str, value, **kwargs):
+    """Re-declare a `TrainingArguments` field with another default, keeping its help text."""
+    metadata = TrainingArguments.__dataclass_fields__[name].metadata
+    if isinstance(value, list):
+        return field(default_factory=lambda: list(value), metadata=metadata, **kwargs)
+    return field(default=value, metadata=metadata, **kwargs)
+
+
+@dataclass
+class LMTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with from-scratch language-model defaults, early stopping and `--resume`."""
+
+    output_dir: str | None = _default("output_dir", "outputs/custom-lm")
+    learning_rate: float = _default("learning_rate", 1e-3)
+    lr_scheduler_type: str = _default("lr_scheduler_type", "cosine")
+    warmup_steps: float = _default("warmup_steps", 0.05)
+    weight_decay: float = _default("weight_decay", 0.1)
+    eval_strategy: str = _default("eval_strategy", "steps")
+    eval_steps: float | None = _default("eval_steps", 100)
+    save_strategy: str = _default("save_strategy", "steps")
+    save_steps: float = _default("save_steps", 100)
+    save_total_limit: int | None = _default("save_total_limit", 2)
+    logging_steps: float = _default("logging_steps", 10)
+    # The non-finite-loss guard reads the logged loss, which the filter would otherwise clean of NaN/inf.
+    logging_nan_inf_filter: bool = _default("logging_nan_inf_filter", False)
+    load_best_model_at_end: bool = _default("load_best_model_at_end", True)
+    metric_for_best_model: str | None = _default("metric_for_best_model", "eval_loss")
+    greater_is_better: bool | None = _default("greater_is_better", False)
+    report_to: None | str | list[str] = _default("report_to", ["tensorboard"])
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 autocast. Unset: on where bf16 is native (AVX512-BF16/AMX CPU, bf16 GPU), else off.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
+    early_stopping_patience: int = field(
+        default=3,
+        metadata={"help": "Stop after this many evaluations without improvement of `metric_for_best_model`; 0: never."},
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "How much `metric_for_best_model` must improve to count as an improvement."}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the newest complete checkpoint in `output_dir`."}
+    )
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = fast_bf16_available()
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; without one it only warns
+            if self.bf16:
+                self.use_cpu = True  # accelerate autocasts to bf16 on CPU only when told the run is on CPU
+        if self.early_stopping_patience < 0:
+            raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
+        if self.early_stopping_patience and self.eval_strategy in ("no", None):
+            raise ValueError(
+                "Early stopping needs periodic evaluation: set `eval_strategy` to `steps` (or `epoch`), "
+                "or set `early_stopping_patience` to 0."
+            )
+        super().__post_init__()
+
+
+def argument_names(*dataclass_types) -> set[str]:
+    """Every field name the given argument dataclasses accept (the keys a YAML config may use)."""
+    return {f.name for cls in dataclass_types for f in fields(cls) if f.init}
+
+
+@dataclass
+class ClassifierArguments:
+    model_name_or_path: str = field(metadata={"help": "A trained language-model folder (model + tokenizer)."})
+    train_file: str = field(metadata={"help": "Labelled examples: .csv, .json or .jsonl with text and label columns."})
+    validation_file: str | None = field(default=None, metadata={"help": "Labelled validation examples, same format."})
+    text_column_name: str = field(default="text", metadata={"help": "Column holding the text."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the label (any strings)."})
+    max_length: int = field(default=256, metadata={"help": "Longest input in tokens; longer texts are truncated."})
+    validation_split_percentage: int = field(
+        default=10, metadata={"help": "Percent of the training rows held out when there is no validation file."}
+    )
+
+    def __post_init__(self):
+        if not 0 < self.validation_split_percentage < 100:
+            raise ValueError(
+                f"`validation_split_percentage` must be between 1 and 99, got {self.validation_split_percentage}."
+            )
+
+
+@dataclass
+class ClassifierTrainingArguments(LMTrainingArguments):
+    """`LMTrainingArguments` with fine-tuning defaults: a smaller learning rate, a few epochs."""
+
+    output_dir: str | None = _default("output_dir", "outputs/classifier")
+    learning_rate: float = _default("learning_rate", 1e-4)
+    num_train_epochs: float = _default("num_train_epochs", 3.0)
+    eval_steps: float | None = _default("eval_steps", 50)
+    save_steps: float = _default("save_steps", 50)

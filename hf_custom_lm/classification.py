@@ -1,0 +1,117 @@
+"""Fine-tune a sequence-classification head on a trained CustomLM, with the same Trainer as pre-training.
+
+    finetune_classifier(ClassifierArguments(model_name_or_path="outputs/demo/model", train_file="reviews.csv"),
+                        ClassifierTrainingArguments(output_dir="outputs/sentiment"))
+    pipeline("text-classification", model="outputs/sentiment")("What a lovely day")
+
+Labels may be any strings (or numbers, read as strings); they are sorted and numbered, and the mapping is
+saved as the config's `id2label` / `label2id`, so the pipeline answers with the names.
+"""
+
+import logging
+from pathlib import Path
+
+from datasets import ClassLabel, DatasetDict, load_dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+from .arguments import ClassifierArguments, ClassifierTrainingArguments
+from .metrics import classification_accuracy
+from .training import CustomLMTrainer, build_callbacks, check_vocab_fits, resolve_resume_checkpoint, save_final
+
+logger = logging.getLogger(__name__)
+
+BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def _builder(path: str, argument: str) -> str:
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"`{argument}` {path!r} does not exist.")
+    suffixes = [s.lower() for s in file.suffixes if s.lower() not in (".gz", ".bz2", ".xz")]
+    builder = BUILDERS.get(suffixes[-1] if suffixes else "")
+    if builder is None:
+        raise ValueError(f"`{argument}` {path!r} is not a .csv, .json or .jsonl file (optionally compressed).")
+    return builder
+
+
+def load_labelled_dataset(args: ClassifierArguments, seed: int = 42) -> tuple[DatasetDict, list[str]]:
+    """`{"train", "validation"}` splits with `text` and integer `label` columns, and the label names."""
+    files = {"train": args.train_file}
+    if args.validation_file:
+        files["validation"] = args.validation_file
+    builders = {split: _builder(path, f"{split}_file") for split, path in files.items()}
+    splits = DatasetDict({
+        split: load_dataset(builders[split], data_files={split: files[split]}, split=split) for split in files
+    })
+    for split, dataset in splits.items():
+        for column in (args.text_column_name, args.label_column_name):
+            if column not in dataset.column_names:
+                raise ValueError(
+                    f"The {split} file has no column {column!r}; its columns are {dataset.column_names}. "
+                    "Set `--text_column_name` / `--label_column_name`."
+                )
+        if dataset.num_rows == 0:
+            raise ValueError(f"The {split} file {files[split]!r} has no rows.")
+        splits[split] = dataset.map(
+            lambda row: {"text": row[args.text_column_name] or "", "label": str(row[args.label_column_name])},
+            remove_columns=dataset.column_names,
+        )
+    names = sorted(set(splits["train"]["label"]))
+    if len(names) < 2:
+        raise ValueError(f"The training file has a single label {names}; a classifier needs at least two.")
+    if "validation" in splits:
+        unseen = sorted(set(splits["validation"]["label"]) - set(names))
+        if unseen:
+            raise ValueError(f"Validation labels {unseen} never occur in the training file; add examples of them.")
+    label_feature = ClassLabel(names=names)
+    splits = splits.cast_column("label", label_feature)
+    if "validation" not in splits:
+        if splits["train"].num_rows < 2:
+            raise ValueError("Cannot hold out validation rows from one training row; pass `--validation_file`.")
+        held_out = splits["train"].train_test_split(test_size=args.validation_split_percentage / 100, seed=seed)
+        splits = DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
+    return splits, names
+
+
+def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrainingArguments) -> dict[str, float]:
+    """Train `score` (and the body) on labelled text; saves a folder `pipeline("text-classification")` loads."""
+    if not Path(args.model_name_or_path).is_dir():
+        raise FileNotFoundError(
+            f"`model_name_or_path` {args.model_name_or_path!r} is not a folder; pass a trained language-model folder."
+        )
+    checkpoint = resolve_resume_checkpoint(training_args)
+    splits, names = load_labelled_dataset(args, seed=training_args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        args.model_name_or_path,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+    )
+    check_vocab_fits(tokenizer, model.config)
+    max_length = min(args.max_length, model.config.max_position_embeddings)
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+
+    with training_args.main_process_first(desc="tokenizing"):
+        encoded = splits.map(tokenize, batched=True, remove_columns=["text"])
+    trainer = CustomLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=classification_accuracy,
+        callbacks=build_callbacks(training_args),
+        language_model_metrics=False,
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_metrics("train", train_result.metrics)
+    eval_metrics = trainer.evaluate()
+    trainer.save_metrics("eval", eval_metrics)
+    trainer.save_state()
+    if training_args.should_save:
+        save_final(trainer.model, tokenizer, training_args.output_dir)
+    return {**train_result.metrics, **eval_metrics}

@@ -1,0 +1,44 @@
+"""`hf-custom-lm evaluate MODEL_DIR --file TEXT`: loss, perplexity and bits per byte of a saved model.
+
+The file (.txt, .json/.jsonl, .csv, optionally compressed) is packed into blocks of `--block_size`
+tokens, as in training, and every block is scored.
+
+    hf-custom-lm evaluate outputs/demo/model --file hf_custom_lm/corpus/validation.jsonl.gz
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from .train import fail
+
+
+@dataclass
+class EvaluateArguments:
+    file: str = field(metadata={"help": "Text to evaluate on: .txt, .json/.jsonl, .csv (.gz ok)."})
+    block_size: int | None = field(default=None, metadata={"help": "Tokens per block; default min(512, model max)."})
+    batch_size: int = field(default=8, metadata={"help": "Blocks per forward pass."})
+    text_column_name: str = field(default="text", metadata={"help": "Column holding the text (json/csv)."})
+
+
+def main(argv: list[str]) -> int:
+    from ..training import evaluate_language_model
+
+    parser = HfArgumentParser(EvaluateArguments, prog="hf-custom-lm evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir", help="A folder written by training (model + tokenizer).")
+    args, namespace = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        metrics = evaluate_language_model(
+            namespace.model_dir, args.file, block_size=args.block_size, batch_size=args.batch_size,
+            text_column_name=args.text_column_name,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        return fail("hf-custom-lm evaluate", error)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

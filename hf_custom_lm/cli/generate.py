@@ -1,0 +1,67 @@
+"""`hf-custom-lm generate MODEL_DIR --prompt TEXT`: sample text from a saved model with `pipeline`.
+
+    hf-custom-lm generate outputs/demo/model --prompt "It is a truth" --max_new_tokens 60 --temperature 0.8
+"""
+
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+from .train import fail
+
+
+@dataclass
+class GenerateArguments:
+    prompt: list[str] = field(metadata={"help": "One or more prompts."})
+    max_new_tokens: int = field(default=50, metadata={"help": "Tokens to generate after the prompt."})
+    do_sample: bool = field(default=True, metadata={"help": "Sample; `--do_sample false` decodes greedily."})
+    temperature: float = field(default=0.8, metadata={"help": "Softmax temperature when sampling."})
+    top_k: int = field(default=50, metadata={"help": "Sample among the k most likely tokens (0: all)."})
+    top_p: float = field(default=0.95, metadata={"help": "Sample from the smallest set of tokens with this mass."})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "> 1 discourages repeating tokens."})
+    num_return_sequences: int = field(default=1, metadata={"help": "Samples per prompt."})
+    seed: int | None = field(default=None, metadata={"help": "Seed for reproducible samples."})
+
+
+def generate_text(model_dir: str, args: GenerateArguments) -> list[list[str]]:
+    """Per prompt, `num_return_sequences` continuations (prompt included)."""
+    from pathlib import Path
+
+    import hf_custom_lm  # noqa: F401  (registers the Auto classes)
+    from transformers import pipeline, set_seed
+
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"Model folder {model_dir!r} does not exist; pass a folder written by training.")
+    if args.seed is not None:
+        set_seed(args.seed)
+    generator = pipeline("text-generation", model=model_dir)
+    sampling = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample else {}
+    outputs = generator(
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.do_sample,
+        repetition_penalty=args.repetition_penalty,
+        num_return_sequences=args.num_return_sequences,
+        **sampling,
+    )
+    return [[sample["generated_text"] for sample in per_prompt] for per_prompt in outputs]
+
+
+def main(argv: list[str]) -> int:
+    parser = HfArgumentParser(GenerateArguments, prog="hf-custom-lm generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir", help="A folder written by training (model + tokenizer).")
+    args, namespace = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        samples = generate_text(namespace.model_dir, args)
+    except (ValueError, FileNotFoundError) as error:
+        return fail("hf-custom-lm generate", error)
+    for prompt_samples in samples:
+        for text in prompt_samples:
+            print(text)
+            print("-" * 40)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
