@@ -44,19 +44,25 @@ def _remote_code_registered(model: CustomLMForCausalLM):
     `AutoModelForSequenceClassification` too: the same modelling file defines them, and a classifier
     fine-tuned from this model starts from `AutoModelForSequenceClassification.from_pretrained`.
     """
-    config_class, model_class = type(model.config), type(model)
-    saved = (config_class._auto_class, model_class._auto_class, getattr(model.config, "auto_map", None))
+    config, config_class, model_class = model.config, type(model.config), type(model)
+    saved_auto_classes = (config_class._auto_class, model_class._auto_class)
+    saved_auto_map = config.auto_map if hasattr(config, "auto_map") else None
     module = model_class.__module__.rsplit(".", 1)[-1]
     try:
         config_class.register_for_auto_class()
         model_class.register_for_auto_class("AutoModelForCausalLM")
-        model.config.auto_map = {
+        config.auto_map = {
+            **(saved_auto_map or {}),
             "AutoModel": f"{module}.{CustomLMModel.__name__}",
             "AutoModelForSequenceClassification": f"{module}.{CustomLMForSequenceClassification.__name__}",
         }
         yield
     finally:
-        config_class._auto_class, model_class._auto_class, model.config.auto_map = saved
+        config_class._auto_class, model_class._auto_class = saved_auto_classes
+        if saved_auto_map is None:
+            del config.auto_map
+        else:
+            config.auto_map = saved_auto_map
 
 
 def _check_tokenizer(model: CustomLMForCausalLM, tokenizer) -> None:

@@ -143,8 +143,6 @@ HYPERPARAMETER_LABELS = {
     "gradient_accumulation_steps": "gradient accumulation steps",
     "num_train_epochs": "epochs (planned)",
     "max_steps": "max steps (planned)",
-    "bf16": "bf16 mixed precision",
-    "fp16": "fp16 mixed precision",
     "seed": "seed",
 }
 
@@ -189,11 +187,17 @@ def loss_curve_figure(trainer_state: dict):
     """
     history = trainer_state.get("log_history") or []
     train = [(row["step"], row["loss"]) for row in history if "loss" in row and "step" in row]
-    evals = [(row["step"], row["eval_loss"]) for row in history if "eval_loss" in row and "step" in row]
+    # First evaluation per step: a final `evaluate()` of the restored best weights repeats the last step.
+    evals = {}
+    for row in history:
+        if "eval_loss" in row and "step" in row:
+            evals.setdefault(row["step"], row["eval_loss"])
+    evals = list(evals.items())
     if not train and not evals:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(7, 4), dpi=120)
     FigureCanvasAgg(figure)
@@ -211,6 +215,7 @@ def loss_curve_figure(trainer_state: dict):
         axes.axvline(trainer_state["global_step"], color="grey", linestyle="--",
                      label=f"early stop (step {trainer_state['global_step']})")
     axes.set_xlabel("optimizer step")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("cross-entropy loss (nats per token)")
     axes.grid(alpha=0.3)
     axes.legend()
@@ -267,7 +272,12 @@ def hyperparameter_rows(training_args: dict | None, trainer_state: dict | None) 
             value = training_args[key]
             if key == "max_steps" and value <= 0:  # -1: the epochs decide
                 continue
+            if key == "num_train_epochs" and training_args.get("max_steps", -1) > 0:  # max_steps overrides
+                continue
             rows.append((label, str(value)))
+    if training_args and ("bf16" in training_args or "fp16" in training_args):
+        precision = "bf16" if training_args.get("bf16") else "fp16" if training_args.get("fp16") else "none (fp32)"
+        rows.append(("mixed precision", precision))
     if trainer_state:
         logged_rates = [row["learning_rate"] for row in trainer_state.get("log_history") or [] if "learning_rate" in row]
         if logged_rates and not (training_args and "learning_rate" in training_args):
@@ -472,4 +482,7 @@ def render_model_card(
     )
 
 
-__all__ = ["CARD_TEMPLATE", "LOSS_CURVE_FILENAME", "loss_curve_figure", "plot_loss_curve", "render_model_card", "target_modules"]
+__all__ = [
+    "CARD_TEMPLATE", "LOSS_CURVE_FILENAME", "loss_curve_figure", "plot_loss_curve", "render_model_card",
+    "target_modules",
+]

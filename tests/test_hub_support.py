@@ -16,7 +16,7 @@ from .conftest import SAMPLE_TEXT, tiny_config
 
 def tiny_model(tokenizer, **overrides) -> CustomLMForCausalLM:
     torch.manual_seed(0)
-    return CustomLMForCausalLM(tiny_config(vocab_size=len(tokenizer), **overrides)).eval()
+    return CustomLMForCausalLM(tiny_config(**{"vocab_size": len(tokenizer), **overrides})).eval()
 
 
 def _blocks(tokenizer, lines, block_size=16) -> Dataset:
@@ -25,7 +25,7 @@ def _blocks(tokenizer, lines, block_size=16) -> Dataset:
     return Dataset.from_dict({"input_ids": chunks, "labels": chunks})
 
 
-def train_tiny_run(output_dir, tokenizer, learning_rate=0.02, max_steps=20, threshold=0.3) -> Trainer:
+def train_tiny_run(output_dir, tokenizer, learning_rate=0.1, max_steps=20, threshold=0.5) -> Trainer:
     """A real Trainer run with eval/save every 2 steps, best-model reload and early stopping (patience 1).
 
     Early stopping asks each evaluation to improve the best eval loss by more than `threshold` nats, so
