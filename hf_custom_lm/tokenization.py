@@ -29,6 +29,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import datasets
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -79,8 +80,8 @@ def train_tokenizer(
 
     Args:
         files: one path or a list of paths of UTF-8 text files.
-        dataset: instead of `files`, a `datasets.Dataset` (its `text_column` is read) or any
-            iterable of strings.
+        dataset: instead of `files`, a `datasets.Dataset` or `datasets.IterableDataset` (its
+            `text_column` is read) or any iterable of strings.
         vocab_size: size of the final vocabulary, the 256 byte tokens and the special tokens included.
         min_frequency: a pair of tokens seen fewer times than this is never merged.
         additional_special_tokens: special tokens after `<|endoftext|>` (id 0) and `<|pad|>` (id 1).
@@ -134,9 +135,9 @@ def train_tokenizer(
 def _check_settings(vocab_size, min_frequency, special_tokens, normalization, model_max_length):
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < NUM_BYTES + len(special_tokens):
         raise ValueError(
-            f"vocab_size={vocab_size!r} is too small: a byte-level BPE needs {NUM_BYTES} byte tokens plus "
-            f"{len(special_tokens)} special tokens, so at least {NUM_BYTES + len(special_tokens)}; 8192 suits "
-            "the tiny and small presets."
+            f"vocab_size={vocab_size!r} must be an integer of at least {NUM_BYTES + len(special_tokens)}: a "
+            f"byte-level BPE holds {NUM_BYTES} byte tokens plus {len(special_tokens)} special tokens before any "
+            "merge. The bundled tokenizer uses 8192."
         )
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 0:
         raise ValueError(f"min_frequency={min_frequency!r} must be an integer >= 0 (2 is usual).")
@@ -175,7 +176,7 @@ def _texts(files, dataset, text_column) -> Iterator[str]:
             f"dataset={dataset!r} is a single string or path; pass paths as `files=[...]` and texts as a "
             "list of strings."
         )
-    if hasattr(dataset, "column_names") and hasattr(dataset, "select_columns"):
+    if isinstance(dataset, (datasets.Dataset, datasets.IterableDataset)):
         return _dataset_texts(dataset, text_column)
     return _checked_strings(dataset)
 
@@ -213,18 +214,35 @@ def _read_utf8(path: Path) -> Iterator[str]:
 
 
 def _dataset_texts(dataset, text_column: str) -> Iterator[str]:
-    if text_column not in dataset.column_names:
+    # an IterableDataset may not know its columns before the first row (column_names is None)
+    if dataset.column_names is not None and text_column not in dataset.column_names:
         raise ValueError(
             f"The dataset has no column {text_column!r}; its columns are {dataset.column_names}. "
             "Pass `text_column=` naming the one that holds the text."
         )
-    column = dataset.select_columns([text_column])
-    for start in range(0, len(column), _DATASET_BATCH):
-        batch = column[start : start + _DATASET_BATCH][text_column]
-        for row, text in enumerate(batch, start=start):
-            if not isinstance(text, str):
-                raise ValueError(f"Row {row} of column {text_column!r} is {type(text).__name__}, not a string.")
-            yield text
+    if isinstance(dataset, datasets.Dataset):
+        column = dataset.select_columns([text_column])
+        texts = (t for start in range(0, len(column), _DATASET_BATCH)
+                 for t in column[start : start + _DATASET_BATCH][text_column])
+    else:
+        texts = (_column_of(example, text_column) for example in dataset)
+    return _checked_rows(texts, text_column)
+
+
+def _checked_rows(texts: Iterable, text_column: str) -> Iterator[str]:
+    for row, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"Row {row} of column {text_column!r} is {type(text).__name__}, not a string.")
+        yield text
+
+
+def _column_of(example: dict, text_column: str):
+    if text_column not in example:
+        raise ValueError(
+            f"The dataset has no column {text_column!r}; its columns are {list(example)}. "
+            "Pass `text_column=` naming the one that holds the text."
+        )
+    return example[text_column]
 
 
 def _checked_strings(texts: Iterable[str]) -> Iterator[str]:

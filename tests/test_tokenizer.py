@@ -195,12 +195,13 @@ def test_vocabulary_never_exceeds_vocab_size_and_min_frequency_limits_merges(sma
     assert len(rare) == 256 + 2  # no pair is frequent enough
 
 
-def test_training_on_a_datasets_dataset_and_on_a_list_of_strings_agree():
+def test_training_on_a_dataset_an_iterable_dataset_and_a_list_of_strings_agree():
     lines = SMALL_CORPUS.splitlines(keepends=True)
     dataset = datasets.Dataset.from_dict({"body": lines, "other": list(range(len(lines)))})
-    from_dataset = train_tokenizer(dataset=dataset, text_column="body", vocab_size=400)
-    from_list = train_tokenizer(dataset=lines, vocab_size=400)
-    assert from_dataset.backend_tokenizer.to_str() == from_list.backend_tokenizer.to_str()
+    from_list = train_tokenizer(dataset=lines, vocab_size=400).backend_tokenizer.to_str()
+    assert train_tokenizer(dataset=dataset, text_column="body", vocab_size=400).backend_tokenizer.to_str() == from_list
+    streamed = dataset.to_iterable_dataset(num_shards=2)
+    assert train_tokenizer(dataset=streamed, text_column="body", vocab_size=400).backend_tokenizer.to_str() == from_list
 
 
 def test_nfc_normalization_composes_and_is_the_documented_exception_to_lossless(small_corpus):
@@ -299,6 +300,8 @@ def test_bad_sources_raise_clear_errors(small_corpus):
         train_tokenizer(dataset=dataset, vocab_size=300)
     with pytest.raises(ValueError, match="Row 1 of column 'content' is NoneType"):
         train_tokenizer(dataset=datasets.Dataset.from_dict({"content": ["a", None]}), text_column="content", vocab_size=300)
+    with pytest.raises(ValueError, match=r"no column 'text'.*\['content'\]"):
+        train_tokenizer(dataset=dataset.to_iterable_dataset(), vocab_size=300)
 
 
 # ----------------------------------------------------------------- command line
