@@ -163,7 +163,8 @@ def load_run(run_dir: str | Path) -> dict:
 
     The model is the one saved at the top of `run_dir` (the final one; the best one with
     `load_best_model_at_end`). `trainer_state.json` comes from the top, else from the newest checkpoint;
-    metrics from `all_results.json`, else `eval_results.json` + `train_results.json`.
+    metrics from `all_results.json`, else `eval_results.json` + `train_results.json`; the training
+    arguments from `training_args.json` (`TrainingArguments.to_json_string()`) when the run wrote one.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -195,20 +196,19 @@ def load_run(run_dir: str | Path) -> dict:
         "tokenizer": AutoTokenizer.from_pretrained(run_dir),
         "trainer_state": trainer_state,
         "metrics": metrics,
+        "training_args": _read_json(run_dir / "training_args.json"),
     }
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "custom_lm", **kwargs) -> Path:
     """`export` of the model in `run_dir` (see `load_run`), its card written from the run's records.
 
-    `kwargs` go to `export` (`dataset_description`, `datasets`, `license`, `repo_id`, `overwrite`,
-    `training_args`).
+    `kwargs` go to `export` (`dataset_description`, `datasets`, `license`, `repo_id`, `overwrite`).
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}: choose one of {FORMATS}.")
     run = load_run(run_dir)
-    return export(run["model"], run["tokenizer"], out_dir, format=format, trainer_state=run["trainer_state"],
-                  metrics=run["metrics"], **kwargs)
+    return export(run.pop("model"), run.pop("tokenizer"), out_dir, format=format, **run, **kwargs)
 
 
 def push(

@@ -5,6 +5,8 @@ A tiny model sized to the session's tokenizer (the `tokenizer` fixture of confte
 and the final model + tokenizer at its top.
 """
 
+from pathlib import Path
+
 import torch
 from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
@@ -30,7 +32,7 @@ def train_tiny_run(output_dir, tokenizer, learning_rate=0.1, max_steps=20, thres
 
     Early stopping asks each evaluation to improve the best eval loss by more than `threshold` nats, so
     the run ends before `max_steps` once the loss flattens; it then saves model, tokenizer, state and
-    metrics the way training scripts do.
+    metrics the way training scripts do, with `training_args.json` for the card's hyper-parameter table.
     """
     model = tiny_model(tokenizer).train()
     args = TrainingArguments(
@@ -48,4 +50,5 @@ def train_tiny_run(output_dir, tokenizer, learning_rate=0.1, max_steps=20, thres
     trainer.save_state()
     eval_metrics = trainer.evaluate()
     trainer.save_metrics("all", {**train_metrics, **eval_metrics})
+    (Path(output_dir) / "training_args.json").write_text(args.to_json_string())
     return trainer

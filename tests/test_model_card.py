@@ -76,9 +76,18 @@ def test_card_from_a_run_folder(run, tmp_path):
     assert eval_results(card)["loss"] == round(final_eval["eval_loss"], 4)  # from all_results.json
     text = card.text
     assert not PLACEHOLDER.search(text)
-    assert f"| peak learning rate (logged) | {trainer.args.learning_rate:.3g} |" in text
+    assert f"| peak learning rate | {trainer.args.learning_rate} |" in text  # from training_args.json
+    assert f"| max steps (planned) | {trainer.args.max_steps} |" in text
     assert (folder / "loss_curve.png").is_file()
     assert card.data.model_name == "export"  # no repo id given: the folder's name
+
+
+def test_card_without_training_args_shows_the_logged_learning_rate(run, tmp_path, tokenizer):
+    _, trainer = run
+    folder = export(trainer.model, tokenizer, tmp_path / "export", trainer_state=trainer.state)
+    peak = max(row["learning_rate"] for row in trainer.state.log_history if "learning_rate" in row)
+    text = (folder / "README.md").read_text()
+    assert f"| peak learning rate (logged) | {peak:.3g} |" in text and "| optimizer |" not in text
 
 
 def test_loss_curve_marks_the_best_checkpoint_and_the_early_stop(run):
