@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from . import __version__
 from .configuration_custom_lm import CustomLMConfig
+from .llama_export import LLAMA_SETTINGS
 
 LOSS_CURVE_FILENAME = "loss_curve.png"
 
@@ -240,7 +241,8 @@ def architecture_rows(model) -> list[tuple[str, str]]:
     config = model.config
     n_params = model.num_parameters()
     if config.mlp_type == "gated":
-        mlp = f"gated ({'SwiGLU' if config.hidden_act == 'silu' else config.hidden_act + ' GLU'}), width {config.intermediate_size}"
+        glu = "SwiGLU" if config.hidden_act == "silu" else f"{config.hidden_act} GLU"
+        mlp = f"gated ({glu}), width {config.intermediate_size}"
     else:
         mlp = f"two-layer, {config.hidden_act}, width {config.intermediate_size}"
     positions = {
@@ -279,7 +281,8 @@ def hyperparameter_rows(training_args: dict | None, trainer_state: dict | None) 
         precision = "bf16" if training_args.get("bf16") else "fp16" if training_args.get("fp16") else "none (fp32)"
         rows.append(("mixed precision", precision))
     if trainer_state:
-        logged_rates = [row["learning_rate"] for row in trainer_state.get("log_history") or [] if "learning_rate" in row]
+        history = trainer_state.get("log_history") or []
+        logged_rates = [row["learning_rate"] for row in history if "learning_rate" in row]
         if logged_rates and not (training_args and "learning_rate" in training_args):
             rows.append(("peak learning rate (logged)", f"{max(logged_rates):.3g}"))
         if trainer_state.get("train_batch_size"):
@@ -349,7 +352,10 @@ def _usage(model_id: str, format: str, example_prompt: str) -> tuple[str, str, s
             "This folder is a standard `LlamaForCausalLM` checkpoint: it needs no custom code and loads in "
             "`transformers` and in serving stacks that support Llama."
         )
-        load = 'model = AutoModelForCausalLM.from_pretrained(model_id)\ntokenizer = AutoTokenizer.from_pretrained(model_id)'
+        load = (
+            "model = AutoModelForCausalLM.from_pretrained(model_id)\n"
+            "tokenizer = AutoTokenizer.from_pretrained(model_id)"
+        )
         pipe = f'generator = pipeline("text-generation", model="{model_id}")'
         head = f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\nmodel_id = "{model_id}"\n'
     else:
@@ -441,7 +447,7 @@ def render_model_card(
         metrics=list(evaluation) or None,
     )
     usage_intro, usage_code, pipeline_code = _usage(model_id, format, example_prompt)
-    llama_like = config.position_embedding_type == "rope" and config.norm_type == "rmsnorm" and config.mlp_type == "gated"
+    llama_like = all(getattr(config, name) == value for name, value in LLAMA_SETTINGS.items())
     summary = (
         f"A {_count(model.num_parameters())}-parameter decoder-only Transformer language model trained from "
         f"scratch with `hf_custom_lm` {__version__}. It is a base model: it continues the text it is given."
@@ -449,8 +455,7 @@ def render_model_card(
     code_note = (
         "With these settings the network is mathematically a Llama and its parameter names are Llama's."
         if llama_like else
-        "It uses settings of the original Transformer that Llama lacks (see the table), so it ships its own "
-        "modelling code."
+        "Its settings (see the table) differ from Llama's, so it runs only with its own modelling code."
     )
     caption_parts = ["Loss in nats per token against optimizer step."]
     if trainer_state and best_step(trainer_state) is not None:

@@ -78,7 +78,7 @@ class HubRecorder(BaseHTTPRequestHandler):
 def hub():
     server = ThreadingHTTPServer(("127.0.0.1", 0), HubRecorder)
     server.requests, server.commits, server.oids = [], [], []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     server.endpoint = f"http://127.0.0.1:{server.server_port}"
     yield server

@@ -51,9 +51,11 @@ def test_card_from_a_trainer_run(run, tmp_path, tokenizer):
 
     config = trainer.model.config
     assert f"| parameters | {trainer.model.num_parameters():,} (" in text
-    assert f"| layers | {config.num_hidden_layers} |" in text and f"| key/value heads | {config.num_key_value_heads} (" in text
+    assert f"| layers | {config.num_hidden_layers} |" in text
+    assert f"| key/value heads | {config.num_key_value_heads} (" in text
     assert f"| context length | {config.max_position_embeddings} tokens |" in text
-    assert f"| peak learning rate | {trainer.args.learning_rate} |" in text and "| early-stopping patience (evaluations) | 1 |" in text
+    assert f"| peak learning rate | {trainer.args.learning_rate} |" in text
+    assert "| early-stopping patience (evaluations) | 1 |" in text
     assert f"| optimizer steps done | {state.global_step} |" in text
     assert f"The best evaluation was at step {state.best_global_step} (eval_loss {state.best_metric:.4f})" in text
     assert "restored at the end of training" in text
@@ -63,6 +65,7 @@ def test_card_from_a_trainer_run(run, tmp_path, tokenizer):
     assert 'pipeline("text-generation"' in text
     assert "['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']" in text
     assert "@inproceedings{vaswani2017attention" in text and "@software{hf_custom_lm" in text
+    assert "mathematically a Llama" in text
 
     assert "![Training and evaluation loss against optimizer step](loss_curve.png)" in text
     assert matplotlib.image.imread(folder / "loss_curve.png").shape == (480, 840, 4)  # 7 x 4 in at 120 dpi
@@ -112,10 +115,11 @@ def test_card_follows_the_architecture_switches(tmp_path, tokenizer):
     assert not PLACEHOLDER.search(text)
     assert "['q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj', 'down_proj']" in text  # no gate_proj
     assert "| positions | learned absolute table |" in text and "| normalisation | LayerNorm, pre-norm |" in text
-    assert "| MLP | two-layer, gelu, width" in text and "ships its own modelling code" in text
+    assert "| MLP | two-layer, gelu, width" in text and "runs only with its own modelling code" in text
     assert f"Learned positions stop at {classic.config.max_position_embeddings} tokens" in text
 
-    llama_text = (export(tiny_model(tokenizer), tokenizer, tmp_path / "llama", format="llama") / "README.md").read_text()
+    llama_folder = export(tiny_model(tokenizer), tokenizer, tmp_path / "llama", format="llama")
+    llama_text = (llama_folder / "README.md").read_text()
     assert "trust_remote_code" not in llama_text and "standard `LlamaForCausalLM`" in llama_text
     assert "llama" in ModelCard.load(tmp_path / "llama" / "README.md").data.tags
 
