@@ -19,6 +19,7 @@ from .modeling_custom_lm import (
     CustomLMModel,
     CustomLMPreTrainedModel,
 )
+from .tokenization import TOKENIZER_DIR, bundled_corpus_files, load_tokenizer, train_tokenizer
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,8 @@ __all__ = [
     "CustomLMModel",
     "CustomLMForCausalLM",
     "CustomLMForSequenceClassification",
+    "TOKENIZER_DIR",
+    "bundled_corpus_files",
+    "load_tokenizer",
+    "train_tokenizer",
 ]
