@@ -18,6 +18,8 @@ def fast_bf16_available() -> bool:
     """
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
+    if torch.accelerator.is_available():
+        return False  # other accelerators: opt in with --bf16
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
@@ -139,10 +141,11 @@ class LMTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if self.bf16 is None:
             self.bf16 = fast_bf16_available()
-        if not torch.cuda.is_available():
+        if not torch.accelerator.is_available():
+            # On a machine without an accelerator, transformers runs torchrun/accelerate processes as DDP
+            # (gloo) and autocasts to bf16 only when told the run is on CPU.
+            self.use_cpu = True
             self.dataloader_pin_memory = False  # pinning needs an accelerator; without one it only warns
-            if self.bf16:
-                self.use_cpu = True  # accelerate autocasts to bf16 on CPU only when told the run is on CPU
         if self.early_stopping_patience < 0:
             raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
         if self.early_stopping_patience and self.eval_strategy in ("no", None):

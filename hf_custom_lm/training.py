@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from torch import nn
-from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, default_data_collator
+from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, default_data_collator, set_seed
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -159,7 +159,8 @@ def load_training_tokenizer(tokenizer_name: str | None):
 
 
 def _parse_value(key: str, text: str):
-    annotation = str(CustomLMConfig.__annotations__[key])
+    hint = CustomLMConfig.__annotations__[key]
+    annotation = getattr(hint, "__name__", str(hint))  # "int", "int | None", "str"
     lowered = text.strip().lower()
     if lowered in ("none", "null") and "None" in annotation:
         return None
@@ -350,6 +351,7 @@ def train_language_model(
                        "gradient norm is checked.")
     checkpoint = resolve_resume_checkpoint(training_args)
     tokenizer = load_training_tokenizer(model_args.tokenizer_name)
+    set_seed(training_args.seed)  # the initial weights, identical on every process and in every rerun
     model = build_model(model_args, tokenizer)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
                 "outside embeddings)")

@@ -55,7 +55,7 @@ def tokenizer_dir(tokenizer, tmp_path_factory):
 
 def model_arguments(tokenizer_dir, **overrides) -> ModelArguments:
     """The tiny preset (2 layers, 64 wide) with the test tokenizer."""
-    return ModelArguments(tokenizer_name=tokenizer_dir, config_name="tiny", **overrides)
+    return ModelArguments(**{"tokenizer_name": tokenizer_dir, "config_name": "tiny", **overrides})
 
 
 def data_arguments(tmp_path, **overrides) -> DataArguments:

@@ -60,10 +60,11 @@ def parse_train_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, LM
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Our messages at `level` on stdout; transformers and datasets keep their own verbosity."""
+    """Our messages at `level` on stderr (stdout carries results); transformers and datasets keep their own
+    verbosity."""
     logger = logging.getLogger("hf_custom_lm")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(level)

@@ -1,0 +1,64 @@
+"""Data-parallel training: `torchrun --nproc_per_node 2` (DDP over gloo, 2 CPU processes) trains like one
+process with the same global batch (2 x 4 rows against 1 x 8)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_custom_lm.training import train_language_model
+
+from .test_training import data_arguments, model_arguments, tokenizer_dir, training_arguments  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+# The two runs see the same rows per optimizer step; they differ only in float32 summation order (the
+# gradient all-reduce of two half batches against one backward pass over the whole batch, 1 against 2
+# threads), which moves losses and weights by ~1e-6 over these steps. 1e-4 leaves room for that, and is
+# far below what a wrong data split (each process seeing the same rows) or an unsynchronised update gives.
+TOLERANCE = 1e-4
+
+
+def logged(run, key):
+    history = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    return [entry[key] for entry in history if key in entry]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, tokenizer_dir):
+    # 16 evaluation blocks: 2 processes x 8 per batch, so no process pads its last batch with repeats (the
+    # Trainer drops repeated rows but not their share of the batch's mean loss).
+    data_args = data_arguments(tmp_path, max_eval_samples=16)
+    single = training_arguments(tmp_path, output_dir=str(tmp_path / "single"), max_steps=6, eval_steps=3,
+                                save_steps=3, per_device_train_batch_size=8, per_device_eval_batch_size=8)
+    train_language_model(model_arguments(tokenizer_dir), data_args, single)
+
+    ddp_run = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(ROOT / "scripts" / "train.py"),
+        "--tokenizer_name", tokenizer_dir, "--config_name", "tiny",
+        "--train_file", data_args.train_file, "--validation_file", data_args.validation_file,
+        "--block_size", str(data_args.block_size), "--cache_dir", data_args.cache_dir, "--max_eval_samples", "16",
+        "--output_dir", str(ddp_run), "--per_device_train_batch_size", "4",
+        "--max_steps", "6", "--eval_steps", "3", "--save_steps", "3", "--logging_steps", "1",
+        "--learning_rate", str(single.learning_rate), "--warmup_steps", "0", "--seed", str(single.seed),
+        "--per_device_eval_batch_size", "8", "--bf16", "false", "--early_stopping_patience", "0",
+        "--report_to", "none", "--disable_tqdm", "true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    state = json.loads((ddp_run / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    assert logged(ddp_run, "loss") == pytest.approx(logged(tmp_path / "single", "loss"), abs=TOLERANCE)
+    assert logged(ddp_run, "eval_loss") == pytest.approx(logged(tmp_path / "single", "eval_loss"), abs=TOLERANCE)
+    ddp_weights = load_file(ddp_run / "model.safetensors")
+    single_weights = load_file(tmp_path / "single" / "model.safetensors")
+    for name, tensor in single_weights.items():
+        torch.testing.assert_close(ddp_weights[name], tensor, rtol=0, atol=TOLERANCE)
