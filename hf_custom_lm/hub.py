@@ -239,7 +239,7 @@ def push(
             "No Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login`."
         )
     card_id = ModelCard.load(out_dir / "README.md").data.model_name
-    if card_id != repo_id:
+    if card_id is not None and card_id != repo_id:
         logger.warning(
             "The model card's usage code names %r, not %r; re-export with `repo_id=%r` (`--repo-id`) so the "
             "published card loads the right repository.", card_id, repo_id, repo_id,

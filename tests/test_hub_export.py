@@ -44,8 +44,11 @@ def test_export_writes_a_complete_folder(tmp_path, tokenizer):
     assert AutoTokenizer.from_pretrained(folder)("Once upon a time").input_ids == ids[0].tolist()
 
 
-def test_export_leaves_classes_and_config_as_they_were(tmp_path, tokenizer):
+def test_export_leaves_classes_and_config_as_they_were(tmp_path, tokenizer, monkeypatch):
     model = tiny_model(tokenizer)
+    # `register_for_auto_class` is process-wide class state: start this test from the unregistered one.
+    monkeypatch.setattr(CustomLMForCausalLM, "_auto_class", None)
+    monkeypatch.setattr(type(model.config), "_auto_class", None)
     export(model, tokenizer, tmp_path / "export")
     assert CustomLMForCausalLM._auto_class is None and type(model.config)._auto_class is None
     assert getattr(model.config, "auto_map", None) is None

@@ -1,5 +1,6 @@
 """The model card written by `export`: metadata that parses back, every section filled from a real run."""
 
+import ast
 import dataclasses
 import math
 import re
@@ -7,9 +8,10 @@ import re
 import matplotlib.image
 import pytest
 from huggingface_hub import ModelCard
+from torch import nn
 
 from hf_custom_lm.hub import export, export_run
-from hf_custom_lm.model_card import loss_curve_figure
+from hf_custom_lm.model_card import loss_curve_figure, target_modules
 
 from .test_hub_support import tiny_model, train_tiny_run
 
@@ -64,6 +66,10 @@ def test_card_from_a_trainer_run(run, tmp_path, tokenizer):
     assert 'model_id = "someone/tiny-lm"' in text and "trust_remote_code=True" in text and "revision=revision" in text
     assert 'pipeline("text-generation"' in text
     assert "['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']" in text
+    snippets = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(snippets) == 3  # Auto classes, pipeline, PEFT: each valid Python
+    for snippet in snippets:
+        ast.parse(snippet)
     assert "@inproceedings{vaswani2017attention" in text and "@software{hf_custom_lm" in text
     assert "mathematically a Llama" in text
 
@@ -117,6 +123,9 @@ def test_card_follows_the_architecture_switches(tmp_path, tokenizer):
     assert "| positions | learned absolute table |" in text and "| normalisation | LayerNorm, pre-norm |" in text
     assert "| MLP | two-layer, gelu, width" in text and "runs only with its own modelling code" in text
     assert f"Learned positions stop at {classic.config.max_position_embeddings} tokens" in text
+    for model in (classic, tiny_model(tokenizer)):  # the card's LoRA targets are exactly the model's projections
+        linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+        assert linear - {"lm_head"} == set(target_modules(model.config))
 
     llama_folder = export(tiny_model(tokenizer), tokenizer, tmp_path / "llama", format="llama")
     llama_text = (llama_folder / "README.md").read_text()
