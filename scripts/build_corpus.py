@@ -5,15 +5,16 @@
 Every source is a Debian 12 ("bookworm") package pinned by version and SHA-256; the script
 downloads the missing ones with `apt-get download` into the cache directory, unpacks them
 with `dpkg -x`, cuts each work into documents (a book chapter, a dictionary letter, a
-documentation page, a poem), cleans them, splits them by a hash of the document id into
+documentation page), cleans them, splits them by a hash of the document id into
 train and validation, and writes, byte for byte reproducibly:
 
     train.jsonl.gz, validation.jsonl.gz   one {"id", "source", "text"} object per line
-    stats.json                           per source: package, license, documents and bytes per split
+    stats.json                           per source: package, title, language, license, documents and
+                                         bytes per split; per split: documents, bytes, SHA-256
 
-Two sources are stored in formats that need their own reader, installed from Debian:
+Three sources are stored in formats that need their own reader, installed from Debian:
 `Rscript` (r-base-core) reads the R data of janeaustenr, `mod2imp` (libsword-utils) dumps
-the SWORD module of the World English Bible:
+the SWORD modules of the World English Bible and of the Spanish Reina-Valera 1909 Bible:
 
     apt-get install --no-install-recommends r-base-core libsword-utils
 
@@ -65,16 +66,14 @@ PACKAGES = {
         "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be",
         "PSF License Version 2 (Python documentation)",
     ),
-    "fortunes-zh": (
-        "2.98",
-        "211c5ddee59d0ae74ce01cbfd02f7c8714740bae1835d5661eb2254edd739105",
-        "public domain by age (Tang/Song poems, Analects, Daodejing, Caigentan, Zengguang Xianwen); "
-        "package GPL-3.0+",
+    "sword-text-sparv": (
+        "2.60-1",
+        "5c87f9b2bc97457e8a872f5bae7ea7ce59cb3de1dcee73e4d4740451863694cf",
+        "public domain (Reina-Valera 1909; package: \"This work is not copyrighted. It is in the Public Domain.\")",
     ),
 }
 
 PYDOC_SECTIONS = ("tutorial", "howto", "faq", "reference", "using", "extending", "glossary.rst.txt")
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 BOX_DRAWING = re.compile(r"[\u2500-\u257f]")
 
 
@@ -200,6 +199,25 @@ def austen_documents(root: Path, work_dir: Path) -> list[Document]:
 PARAGRAPH_MARK, LINE_MARK = "\ue000", "\ue001"  # private-use characters, absent from the module's text
 
 
+SPANISH_CLITICS = {"lo", "la", "los", "las", "le", "les", "me", "te", "se", "nos", "os"}
+SPANISH_ACCENTED_QUESTIONS = {"qué", "cuánto", "cuánta", "cuántos", "cuántas", "cómo", "dónde", "cuándo", "quién"}
+
+
+def is_enclitic(host: str, added: str) -> bool:
+    """Whether `added` (translators' words in <transChange>) starts with a pronoun joined to the verb `host`.
+
+    The Reina-Valera 1909 marks such pronouns as added yet writes them joined ("sabiéndo|lo",
+    "haced|lo", "da|lo"): a verb that takes one is an infinitive or imperative in -r/-d/-z, "da",
+    "di", or a form accented on its stem (its written accent keeps the stress once joined).
+    """
+    first = added.split()[0] if added.split() else ""
+    if first.lower() not in SPANISH_CLITICS:
+        return False
+    host = host.lower()
+    accented = any(c in "áéíóú" for c in host) and host not in SPANISH_ACCENTED_QUESTIONS
+    return host.endswith(("r", "d", "z")) or host in {"da", "di"} or accented
+
+
 class _OsisText(html.parser.HTMLParser):
     """Plain text of an OSIS fragment: notes dropped, paragraphs, titles and poetry lines kept."""
 
@@ -210,12 +228,15 @@ class _OsisText(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.note_depth = 0
-        self.after_note = False
+        # a tag just passed that stands between two words even when no space does:
+        # "note" (a footnote removed), "added" / "added_end" (edges of <transChange>)
+        self.boundary: str | None = None
 
     def handle_starttag(self, tag, attrs):
         if tag == "note":
             self.note_depth += 1
         elif self.note_depth == 0:
+            self.boundary = "added" if tag == "transchange" else self.boundary
             self._break(tag)
 
     def handle_startendtag(self, tag, attrs):
@@ -225,17 +246,21 @@ class _OsisText(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         if tag == "note" and self.note_depth:
             self.note_depth -= 1
-            self.after_note = self.note_depth == 0
+            self.boundary = "note" if self.note_depth == 0 else None
         elif self.note_depth == 0:
+            self.boundary = "added_end" if tag == "transchange" else self.boundary
             self._break(tag)
 
     def handle_data(self, data):
         if self.note_depth:
             return
-        # a removed footnote sat between two words with no space: "God<note/>created"
-        if self.after_note and self.parts and self.parts[-1][-1:].isalnum() and data[:1].isalnum():
-            data = " " + data
-        self.after_note = False
+        # "God<note/>created", "de la<transChange>que fué mujer</transChange>de Urías": words the
+        # markup kept apart, except an added pronoun joined to its verb
+        if self.boundary and self.parts and self.parts[-1][-1:].isalnum() and data[:1].isalnum():
+            host = re.search(r"\w+$", self.parts[-1]).group()
+            if not (self.boundary == "added" and is_enclitic(host, data)):
+                data = " " + data
+        self.boundary = None
         self.parts.append(data)
 
     def _break(self, tag):
@@ -256,32 +281,63 @@ class _OsisText(html.parser.HTMLParser):
         return re.sub(r"[ \ue000\ue001]+", one_break, text)
 
 
-def bible_documents(root: Path, work_dir: Path) -> list[Document]:
-    """One document per chapter of the World English Bible (with deuterocanon); chapter 0 holds book intros."""
+SWORD_TESTAMENT = re.compile(r"\$\$\$\[ Testament (\d) Heading \]")
+SWORD_KEY = re.compile(r"\$\$\$(.+) (\d+):(\d+)")
+USFM_SHORT_TITLE = re.compile(r'<milestone n="([^"]+)" type="x-usfm-h"/>')
+
+
+def bible_documents(
+    root: Path,
+    module: str,
+    source: str,
+    testaments: tuple[int, ...] = (1, 2),
+    own_book_names: bool = False,
+    verse_lines: bool = False,
+) -> list[Document]:
+    """One document per chapter of a SWORD Bible module; chapter 0 holds a book's introduction.
+
+    Ids and, unless `own_book_names`, headings use the English book names of the SWORD keys;
+    with `own_book_names` a heading uses the book's short title in the module's language (its
+    USFM `h` milestone). A chapter 0 that holds nothing but that title is not a document.
+    `verse_lines` starts each verse on a new line, for modules that mark no paragraphs inside a
+    chapter (a verse is then the paragraph, as in their printed editions).
+    """
     mod2imp = _require_tool("mod2imp", "libsword-utils")
     env = dict(os.environ, SWORD_PATH=str(root / "usr/share/sword"))
-    dump = subprocess.run([mod2imp, "engWEB2015eb"], env=env, check=True, capture_output=True).stdout
-    chapters: dict[tuple[str, int], list[str]] = {}
-    key = None
+    dump = subprocess.run([mod2imp, module], env=env, check=True, capture_output=True).stdout
+    chapters: dict[tuple[str, int], list[str]] = {}  # (book, chapter) -> OSIS of each verse
+    key, testament = None, 0
     for line in dump.decode("utf-8").split("\n"):
         if line.startswith("$$$"):
-            match = re.fullmatch(r"\$\$\$(.+) (\d+):(\d+)", line)
-            key = (match.group(1), int(match.group(2))) if match else None
+            heading = SWORD_TESTAMENT.fullmatch(line)
+            testament = int(heading.group(1)) if heading else testament
+            match = SWORD_KEY.fullmatch(line)
+            key = (match.group(1), int(match.group(2))) if match and testament in testaments else None
             if key is not None:
-                chapters.setdefault(key, [])
+                chapters.setdefault(key, []).append("")
         elif key is not None:
-            chapters[key].append(line)
+            chapters[key][-1] += " " + line
+    titles = {}
+    if own_book_names:
+        for (book, chapter), fragments in chapters.items():
+            found = USFM_SHORT_TITLE.search(" ".join(fragments)) if chapter == 0 else None
+            if found:
+                titles[book] = html.unescape(found.group(1))
+        missing = sorted({book for book, _ in chapters} - set(titles))
+        if missing:
+            sys.exit(f"build_corpus: no x-usfm-h title for {missing} in SWORD module {module}; pass own_book_names=False.")
     docs = []
     for (book, chapter), fragments in chapters.items():
         parser = _OsisText()
-        parser.feed(" ".join(fragments))
+        parser.feed(("<lb/>" if verse_lines else " ").join(fragments))
         parser.close()
-        body = parser.text()
-        if not body.strip():
+        body = parser.text().strip()
+        name = titles.get(book, book)
+        if not body or (chapter == 0 and body == name):
             continue
-        heading = book if chapter == 0 else f"{book} {chapter}"
+        heading = name if chapter == 0 else f"{name} {chapter}"
         slug = re.sub(r"[^0-9A-Za-z]+", "_", book).strip("_").lower()
-        docs.append(Document(f"web/{slug}/{chapter:03d}", "web", finish(f"{heading}\n\n{body.strip()}")))
+        docs.append(Document(f"{source}/{slug}/{chapter:03d}", source, finish(f"{heading}\n\n{body}")))
     return docs
 
 
@@ -370,53 +426,14 @@ def pydoc_documents(root: Path) -> list[Document]:
     ]
 
 
-CLASSICS = {"论语": "lunyu", "道德经": "daodejing", "菜根谭": "caigentan", "增广贤文": "zengguang"}
-CLASSIC_ATTRIBUTION = re.compile(r"^\s*--\s*《(" + "|".join(CLASSICS) + r")》(.*)$")
-
-
-def chinese_documents(root: Path) -> list[Document]:
-    """Each Tang and Song poem, each chapter of the Analects, Daodejing and Caigentan; Zengguang Xianwen whole.
-
-    Only entries whose attribution line names one of these classical works are taken from the
-    mixed `chinese` file (which also holds modern, copyrighted quotations).
-    """
-    games = root / "usr/share/games/fortunes"
-
-    def entries(name):
-        text = ANSI_ESCAPE.sub("", (games / name).read_text(encoding="utf-8"))
-        return [e.strip("\n") for e in re.split(r"^%$", text, flags=re.M) if e.strip()]
-
-    docs = []
-    for name in ("tang300", "song100"):
-        for number, entry in enumerate(entries(name), start=1):
-            docs.append(Document(f"zh/{name}/{number:03d}", "zh-poetry", finish(entry)))
-    counters = {slug: 0 for slug in CLASSICS.values()}
-    zengguang = []
-    for entry in entries("chinese"):
-        *lines, attribution = entry.split("\n")
-        match = CLASSIC_ATTRIBUTION.match(attribution)
-        if not match:
-            continue
-        slug = CLASSICS[match.group(1)]
-        body = "\n".join(line.strip() for line in lines)
-        if slug == "zengguang":
-            zengguang.append(body)
-            continue
-        counters[slug] += 1
-        docs.append(Document(f"zh/{slug}/{counters[slug]:03d}", "zh-classics", finish(body)))
-    docs.append(Document("zh/zengguang/001", "zh-classics", finish("\n".join(zengguang))))
-    return docs
-
-
 SOURCES = {
-    # source -> (package, title)
-    "austen": ("r-cran-janeaustenr", "Jane Austen, six novels"),
-    "web": ("sword-text-web", "World English Bible with Deuterocanon"),
-    "jargon": ("jargon-text", "The Jargon File 4.4.7"),
-    "devil": ("dict-devil", "Ambrose Bierce, The Devil's Dictionary"),
-    "pydoc": ("python3.11-doc", "Python 3.11 documentation, reST sources: " + ", ".join(PYDOC_SECTIONS)),
-    "zh-poetry": ("fortunes-zh", "Three Hundred Tang Poems (tang300) and a hundred Song poems (song100)"),
-    "zh-classics": ("fortunes-zh", "Analects, Daodejing, Caigentan, Zengguang Xianwen"),
+    # source -> (package, title, language as a BCP 47 tag)
+    "austen": ("r-cran-janeaustenr", "Jane Austen, six novels", "en"),
+    "web": ("sword-text-web", "World English Bible with Deuterocanon", "en"),
+    "jargon": ("jargon-text", "The Jargon File 4.4.7", "en"),
+    "devil": ("dict-devil", "Ambrose Bierce, The Devil's Dictionary", "en"),
+    "pydoc": ("python3.11-doc", "Python 3.11 documentation, reST sources: " + ", ".join(PYDOC_SECTIONS), "en"),
+    "es-bible": ("sword-text-sparv", "Santa Biblia, Reina-Valera 1909, New Testament", "es"),
 }
 
 
@@ -444,11 +461,13 @@ def build(cache_dir: Path, output_dir: Path) -> dict:
         roots = fetch_packages(cache_dir, work / "unpacked")
         docs = (
             austen_documents(roots["r-cran-janeaustenr"], work)
-            + bible_documents(roots["sword-text-web"], work)
+            + bible_documents(roots["sword-text-web"], "engWEB2015eb", "web")
             + jargon_documents(roots["jargon-text"])
             + devil_documents(roots["dict-devil"])
             + pydoc_documents(roots["python3.11-doc"])
-            + chinese_documents(roots["fortunes-zh"])
+            + bible_documents(
+                roots["sword-text-sparv"], "spaRV1909eb", "es-bible", testaments=(2,), own_book_names=True, verse_lines=True
+            )
         )
     ids = [d.id for d in docs]
     if len(set(ids)) != len(ids):
@@ -466,9 +485,9 @@ def build(cache_dir: Path, output_dir: Path) -> dict:
             "gzip_bytes": path.stat().st_size,
             "sha256": _sha256(path),
         }
-    for source, (package, title) in SOURCES.items():
+    for source, (package, title, language) in SOURCES.items():
         version, _, license_ = PACKAGES[package]
-        entry = {"package": f"{package} {version}", "title": title, "license": license_}
+        entry = {"package": f"{package} {version}", "title": title, "language": language, "license": license_}
         for split, split_docs in splits.items():
             mine = [d for d in split_docs if d.source == source]
             entry[split] = {"documents": len(mine), "utf8_bytes": sum(len(d.text.encode("utf-8")) for d in mine)}

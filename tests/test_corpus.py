@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import re
 import unicodedata
 from pathlib import Path
 
@@ -57,10 +58,22 @@ def test_corpus_is_real_text_of_the_documented_size(stats):
     total = sum(s["utf8_bytes"] for s in stats["splits"].values())
     assert 5e6 <= total <= 20e6
     assert sum((CORPUS_DIR / s["file"]).stat().st_size for s in stats["splits"].values()) < 8e6
-    chinese = sum(stats["sources"][s][split]["utf8_bytes"] for s in ("zh-poetry", "zh-classics") for split in ("train", "validation"))
-    assert 0 < chinese < total / 2  # English first, a smaller share of Chinese
+    other = sum(
+        e[split]["utf8_bytes"] for e in stats["sources"].values() if e["language"] != "en" for split in ("train", "validation")
+    )
+    assert 0 < other < total / 2  # English first, a smaller share of another language
     for entry in stats["sources"].values():
-        assert entry["package"] and entry["license"]
+        assert entry["package"] and entry["title"] and entry["license"]
+
+
+def test_every_source_is_public_domain_or_permissively_licensed(stats, build):
+    for source, entry in stats["sources"].items():
+        license_ = entry["license"]
+        assert license_.startswith(("public domain", "PSF License")), (source, license_)
+        assert not re.search(r"GPL|GFDL|-SA\b|ShareAlike|non-?commercial", license_, flags=re.I), (source, license_)
+    # stats.json records exactly the sources the build script declares
+    assert {p for p, *_ in build.SOURCES.values()} == set(build.PACKAGES)
+    assert set(stats["sources"]) == set(build.SOURCES)
 
 
 def test_split_is_disjoint_and_follows_the_hash_of_the_document_id(corpus, build):
@@ -73,10 +86,22 @@ def test_split_is_disjoint_and_follows_the_hash_of_the_document_id(corpus, build
     assert 0.02 <= fraction <= 0.05
 
 
-def test_both_splits_hold_english_and_chinese(corpus):
+def test_both_splits_hold_english_and_another_language(corpus, stats):
+    languages = {source: entry["language"] for source, entry in stats["sources"].items()}
     for split in ("train", "validation"):
-        sources = set(corpus[split]["source"])
-        assert "austen" in sources and sources & {"zh-poetry", "zh-classics"}
+        present = {languages[s] for s in corpus[split]["source"]}
+        assert "en" in present and present - {"en"}
+
+
+def test_spanish_bible_chapters_have_spanish_headings_and_a_verse_per_line(corpus):
+    documents = [d for split in ("train", "validation") for d in corpus[split] if d["source"] == "es-bible"]
+    assert len(documents) == 260  # the New Testament's chapters, no book whose chapter 0 holds only its title
+    by_id = {d["id"]: d["text"] for d in documents}
+    assert by_id["es-bible/matthew/001"].startswith("San Mateo 1\n\nLIBRO de la generación de Jesucristo")
+    for doc_id, text in by_id.items():
+        heading, blank, *verses = text.split("\n")
+        assert heading.endswith(f" {int(doc_id.rsplit('/', 1)[1])}") and blank == "" and len(verses) >= 2, doc_id
+        assert not re.search(r"[<>]", text), doc_id  # no OSIS markup left
 
 
 def test_documents_are_clean_nfc_text_ending_in_one_newline(corpus):
@@ -95,13 +120,14 @@ def test_gzip_files_carry_no_timestamp_or_name():
 
 
 def test_write_jsonl_gz_is_byte_reproducible(build, tmp_path):
-    docs = [build.Document("a/1", "austen", "Chapter 1\n"), build.Document("zh/1", "zh-poetry", "床前明月光\n")]
+    docs = [build.Document("a/1", "austen", "Chapter 1\n"), build.Document("es/1", "es-bible", "¿Cómo? 床前明月光\n")]
     build.write_jsonl_gz(tmp_path / "x.jsonl.gz", docs)
     first = (tmp_path / "x.jsonl.gz").read_bytes()
     build.write_jsonl_gz(tmp_path / "x.jsonl.gz", docs)
     assert (tmp_path / "x.jsonl.gz").read_bytes() == first
     lines = gzip.decompress(first).decode("utf-8").splitlines()
-    assert json.loads(lines[1]) == {"id": "zh/1", "source": "zh-poetry", "text": "床前明月光\n"}
+    assert "¿Cómo? 床前明月光" in lines[1]  # stored as UTF-8, not as \\u escapes
+    assert json.loads(lines[1]) == {"id": "es/1", "source": "es-bible", "text": "¿Cómo? 床前明月光\n"}
 
 
 def test_reflow_joins_wrapped_prose_and_keeps_verse_and_tables(build):
@@ -117,3 +143,24 @@ def test_osis_text_drops_notes_without_gluing_words_and_keeps_poetry_lines(build
     )
     parser.close()
     assert parser.text().strip() == "God created it.\n\nThe LORD is my shepherd;\nI shall lack nothing."
+
+
+def test_osis_text_keeps_added_words_apart_but_joins_an_added_pronoun_to_its_verb(build):
+    parser = build._OsisText()
+    parser.feed(
+        '<w>de</w> <w>la</w><transChange type="added">que fué mujer</transChange><w>de</w> <w>Urías</w>: '
+        '<w>y sabiéndo</w><transChange type="added">lo</transChange><w>Jesús</w>, '
+        '<w>las gentes</w><transChange type="added">lo</transChange><w>oyeron</w>'
+    )
+    parser.close()
+    assert parser.text() == "de la que fué mujer de Urías: y sabiéndolo Jesús, las gentes lo oyeron"
+
+
+@pytest.mark.parametrize(
+    "host, added, joined",
+    [("sabiéndo", "lo", True), ("haced", "lo", True), ("dar", "lo", True), ("da", "lo", True), ("haz", "lo", True),
+     ("manifestaré", "lo aún", True), ("gentes", "lo", False), ("cuánto", "nos", False), ("la", "que fué", False),
+     ("Dios", "lo", False), ("Jacobo", "hijo", False)],
+)
+def test_is_enclitic_joins_only_a_pronoun_after_a_verb_form(build, host, added, joined):
+    assert build.is_enclitic(host, added) is joined
