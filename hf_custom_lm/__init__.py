@@ -23,6 +23,24 @@ from .tokenization import TOKENIZER_DIR, bundled_corpus_files, load_tokenizer, t
 
 __version__ = "0.1.0"
 
+# Heavier entry points (model card rendering, matplotlib, Hub client) load on first use, so that
+# `import hf_custom_lm` stays as light as registering the Auto classes.
+_LAZY = {
+    "export": "hub",
+    "export_run": "hub",
+    "push": "hub",
+    "from_llama": "llama_export",
+    "to_llama": "llama_export",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 AutoConfig.register(CustomLMConfig.model_type, CustomLMConfig, exist_ok=True)
 AutoModel.register(CustomLMConfig, CustomLMModel, exist_ok=True)
 AutoModelForCausalLM.register(CustomLMConfig, CustomLMForCausalLM, exist_ok=True)
@@ -34,6 +52,11 @@ __all__ = [
     "CustomLMModel",
     "CustomLMForCausalLM",
     "CustomLMForSequenceClassification",
+    "export",
+    "export_run",
+    "push",
+    "from_llama",
+    "to_llama",
     "TOKENIZER_DIR",
     "bundled_corpus_files",
     "load_tokenizer",
