@@ -5,9 +5,14 @@
     accelerate launch --config_file configs/accelerate/ddp.yaml scripts/train.py --config configs/base.yaml
 """
 
+import os
 import sys
 
-from hf_custom_lm.cli.train import main
+# Before torch loads OpenMP: idle threads sleep instead of spinning, which keeps CPU training fast when
+# the cores are shared with other busy processes (see scripts/demo.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from hf_custom_lm.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

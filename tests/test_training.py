@@ -82,14 +82,14 @@ def logged(run_dir, key):
 
 
 def test_loss_decreases_and_evaluation_reports_perplexity_and_bits_per_byte(tmp_path, tokenizer_dir, tokenizer):
-    args = training_arguments(tmp_path, max_steps=30, eval_steps=10, save_steps=10, report_to=["tensorboard"])
+    args = training_arguments(tmp_path, max_steps=24, eval_steps=8, save_steps=8, report_to=["tensorboard"])
     data_args = data_arguments(tmp_path)
     metrics = train_language_model(model_arguments(tokenizer_dir), data_args, args)
     run = tmp_path / "run"
 
     losses = logged(run, "loss")
     eval_losses = logged(run, "eval_loss")
-    assert len(losses) == 30 and len(eval_losses) == 4  # 3 periodic evaluations + the final one
+    assert len(losses) == 24 and len(eval_losses) == 4  # 3 periodic evaluations + the final one
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     assert eval_losses[2] < eval_losses[0]
 
@@ -178,6 +178,16 @@ def test_early_stopping_fires_within_patience_and_loads_the_best_checkpoint(tmp_
     best = load_file(run / "checkpoint-2" / "model.safetensors")
     for name in final:
         torch.testing.assert_close(final[name], best[name], rtol=0, atol=0)
+
+
+def test_early_stopping_threshold_counts_small_improvements_as_none(tmp_path, tokenizer_dir):
+    # The loss falls at every evaluation, but by less than the threshold: patience runs out all the same.
+    args = training_arguments(tmp_path, max_steps=40, eval_steps=2, save_steps=2, early_stopping_patience=2,
+                              early_stopping_threshold=100.0)
+    train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    evals = [entry["eval_loss"] for entry in state["log_history"] if "eval_loss" in entry]
+    assert state["global_step"] == 6 and evals[2] < evals[1] < evals[0]
 
 
 def test_non_finite_loss_stops_training_with_a_clear_error(tmp_path, tokenizer_dir):

@@ -104,7 +104,7 @@ def test_resume_choices_refuse_ambiguous_output_dirs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_mid_run_leaves_a_checkpoint_that_resumes(tmp_path, tokenizer_dir, signum):
     """Kill a CLI run between saves; `--resume` continues from the newest complete checkpoint."""
     train, validation = write_corpus(tmp_path)
