@@ -33,7 +33,7 @@ class ModelArguments:
     )
     config_name: str = field(
         default="tiny",
-        metadata={"help": "A preset (tiny, small, base, classic) or a config.json / folder, for training from scratch."},
+        metadata={"help": "A preset (tiny, small, base, classic) or a config.json / folder, to train from scratch."},
     )
     config_overrides: str | None = field(
         default=None,
@@ -55,7 +55,8 @@ class ModelArguments:
     def __post_init__(self):
         if self.freeze_pretrained_embeddings and not self.embedding_vectors_file:
             raise ValueError(
-                "`freeze_pretrained_embeddings` needs `embedding_vectors_file`: pass a word-vector file or drop the flag."
+                "`freeze_pretrained_embeddings` needs `embedding_vectors_file`: pass a word-vector file or drop "
+                "the flag."
             )
 
 
@@ -72,7 +73,9 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on at most this many packed blocks (faster periodic evaluation)."}
     )
-    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of loading it (needs max_steps)."})
+    streaming: bool = field(
+        default=False, metadata={"help": "Stream the dataset instead of loading it (needs max_steps)."}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
     validation_split_percentage: int = field(
         default=5, metadata={"help": "Percent of the training data held out when there is no validation split."}
@@ -83,7 +86,9 @@ class DataArguments:
 
     def __post_init__(self):
         if self.block_size < 2:
-            raise ValueError(f"`block_size` must be at least 2 (one input and one target token), got {self.block_size}.")
+            raise ValueError(
+                f"`block_size` must be at least 2 (one input and one target token), got {self.block_size}."
+            )
         if not 0 < self.validation_split_percentage < 100:
             raise ValueError(
                 f"`validation_split_percentage` must be between 1 and 99, got {self.validation_split_percentage}."

@@ -13,13 +13,13 @@ evaluation log, early stopping, a stop on a non-finite loss, resuming from the n
 checkpoint, word-vector initialisation of the embeddings, and checks that refuse bad input before training.
 """
 
+import difflib
 import json
 import logging
 from pathlib import Path
 
 from torch import nn
 from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, default_data_collator, set_seed
-from transformers.trainer_pt_utils import get_parameter_names
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import data as lm_data
@@ -43,7 +43,8 @@ class CustomLMTrainer(Trainer):
     """`Trainer` with embeddings excluded from weight decay and perplexity / bits per byte in evaluation logs.
 
     Args:
-        eval_bytes_per_token: UTF-8 bytes per token of the evaluation text, for `eval_bits_per_byte`.
+        eval_bytes_per_token: UTF-8 bytes per token of `eval_dataset`'s text, for `eval_bits_per_byte`
+            (`data.bytes_per_token`); evaluating another dataset needs another trainer or this set anew.
         language_model_metrics: add `eval_perplexity` (and bits per byte) next to `eval_loss`; off for
             classifiers, whose loss is not a per-token cross-entropy.
     """
@@ -59,8 +60,13 @@ class CustomLMTrainer(Trainer):
         Decay pulls the rows of rare tokens to zero between their few updates, and it would move rows
         frozen by `freeze_pretrained_embeddings`. A tied `lm_head` shares the token-embedding tensor.
         """
-        forbidden = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-        return get_parameter_names(model, [nn.LayerNorm, nn.Embedding], forbidden)
+        embedding_parameters = {
+            f"{module_name}.{name}" if module_name else name
+            for module_name, module in model.named_modules()
+            if isinstance(module, nn.Embedding)
+            for name, _ in module.named_parameters(recurse=False)
+        }
+        return [name for name in super().get_decay_parameter_names(model) if name not in embedding_parameters]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # `evaluate()` passes its metrics dict here before the callbacks and best-model tracking see it, so
@@ -182,8 +188,6 @@ def _parse_value(key: str, text: str):
 def parse_config_overrides(overrides: str | None) -> dict:
     """`"num_hidden_layers=2,hidden_size=128"` -> `{"num_hidden_layers": 2, "hidden_size": 128}`, typed by the
     config's fields; unknown keys are refused with the closest valid names."""
-    import difflib
-
     if not overrides:
         return {}
     result = {}
@@ -193,7 +197,9 @@ def parse_config_overrides(overrides: str | None) -> dict:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep:
-            raise ValueError(f"config_overrides item {item!r} is not `key=value`; e.g. `num_hidden_layers=2,hidden_size=128`.")
+            raise ValueError(
+                f"config_overrides item {item!r} is not `key=value`; e.g. `num_hidden_layers=2,hidden_size=128`."
+            )
         if key not in CustomLMConfig.__annotations__:
             close = difflib.get_close_matches(key, list(CustomLMConfig.__annotations__), n=3)
             raise ValueError(

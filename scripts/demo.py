@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo.yaml"
 EXPORT_DIR = ROOT / "outputs" / "demo" / "model"
+CORPUS_DESCRIPTION = "The corpus bundled with hf_custom_lm: public-domain English books and documentation."
 PROMPTS = ["It is a truth universally acknowledged", "In the beginning", "The programmer"]
 
 
@@ -48,8 +49,7 @@ def main(argv: list[str]) -> int:
     metrics = train_language_model(model_args, data_args, training_args)
     trained = time.perf_counter()
 
-    export_run(run_dir, EXPORT_DIR, overwrite=True,
-               dataset_description="The corpus bundled with hf_custom_lm: public-domain English books and documentation.")
+    export_run(run_dir, EXPORT_DIR, overwrite=True, dataset_description=CORPUS_DESCRIPTION)
     generator = pipeline("text-generation", model=str(EXPORT_DIR))
     set_seed(0)
     samples = generator(PROMPTS, max_new_tokens=60, do_sample=True, temperature=0.8, top_k=50, top_p=0.95,

@@ -45,6 +45,7 @@ def classifier_training_arguments(tmp_path, **overrides):
     return ClassifierTrainingArguments(**{**values, **overrides})
 
 
+@pytest.mark.slow
 def test_finetune_classifier_command_gives_a_pipeline_with_the_label_names(tmp_path, language_model):
     out = tmp_path / "classifier"
     status = cli([

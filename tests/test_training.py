@@ -60,7 +60,8 @@ def model_arguments(tokenizer_dir, **overrides) -> ModelArguments:
 
 def data_arguments(tmp_path, **overrides) -> DataArguments:
     train, validation = write_corpus(tmp_path)
-    values = dict(train_file=train, validation_file=validation, block_size=BLOCK_SIZE, cache_dir=str(tmp_path / "cache"))
+    values = dict(train_file=train, validation_file=validation, block_size=BLOCK_SIZE,
+                  cache_dir=str(tmp_path / "cache"))
     return DataArguments(**{**values, **overrides})
 
 
@@ -163,7 +164,9 @@ def test_early_stopping_fires_within_patience_and_loads_the_best_checkpoint(tmp_
         tmp_path, learning_rate=0.0, max_steps=40, eval_steps=2, save_steps=2, early_stopping_patience=2,
         save_total_limit=1,
     )
-    metrics = train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args, [PerturbAfterFirstSave()])
+    metrics = train_language_model(
+        model_arguments(tokenizer_dir), data_arguments(tmp_path), args, [PerturbAfterFirstSave()]
+    )
     run = tmp_path / "run"
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["global_step"] == 6  # evaluations at 2 (best), 4 and 6 (two without improvement): stop
@@ -212,9 +215,11 @@ def test_activation_checkpointing_and_bf16_autocast_train(tmp_path, tokenizer_di
             )
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
-            seen["checkpointing"].append(model.is_gradient_checkpointing)
+            seen["checkpointing"].append(model.is_activation_checkpointing)
 
-    args = training_arguments(tmp_path, max_steps=3, eval_steps=3, save_steps=3, bf16=True, activation_checkpointing=True)
+    args = training_arguments(
+        tmp_path, max_steps=3, eval_steps=3, save_steps=3, bf16=True, activation_checkpointing=True
+    )
     metrics = train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args, [Spy()])
     assert math.isfinite(metrics["eval_loss"]) and math.isfinite(metrics["train_loss"])
     assert seen["checkpointing"] == [True] * 3

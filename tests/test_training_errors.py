@@ -12,7 +12,6 @@ from .test_training import (  # noqa: F401
     model_arguments,
     tokenizer_dir,
     training_arguments,
-    write_corpus,
     write_jsonl,
 )
 

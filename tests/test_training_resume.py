@@ -22,7 +22,13 @@ from hf_custom_lm.training import (
     train_language_model,
 )
 
-from .test_training import data_arguments, model_arguments, tokenizer_dir, training_arguments, write_corpus  # noqa: F401
+from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
+    data_arguments,
+    model_arguments,
+    tokenizer_dir,
+    training_arguments,
+    write_corpus,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

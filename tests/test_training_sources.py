@@ -51,7 +51,8 @@ def test_training_continues_from_a_trained_model_folder(tmp_path, tokenizer_dir)
     second = train_language_model(model_arguments(tokenizer_dir, model_name_or_path=str(tmp_path / "run")), data_args,
                                   args)
     assert second["eval_loss"] == pytest.approx(first["eval_loss"], abs=1e-6)
-    before, after = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "second" / "model.safetensors")
+    before = load_file(tmp_path / "run" / "model.safetensors")
+    after = load_file(tmp_path / "second" / "model.safetensors")
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
