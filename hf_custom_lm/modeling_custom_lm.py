@@ -36,8 +36,43 @@ from .configuration_custom_lm import CustomLMConfig
 logger = logging.get_logger(__name__)
 
 
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast gives matmuls on x's device, or None outside autocast."""
+    device_type = x.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
+class RMSNormFunction(torch.autograd.Function):
+    """weight * x / rms(x) for fp32 x (..., D), keeping x and 1 / rms(x) (..., 1) for the backward pass
+    where autograd would also keep the normalised copy: one activation fewer per norm."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, weight, rstd)
+        return x * rstd * weight
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight, rstd = ctx.saved_tensors
+        normed = x * rstd
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = (grad_output * normed).flatten(0, -2).sum(0)
+        grad_normed = grad_output * weight
+        # d/dx (x * rstd) = rstd * (g - normed * mean(g * normed))
+        grad_x = rstd * (grad_normed - normed * (grad_normed * normed).mean(-1, keepdim=True))
+        return grad_x, grad_weight, None
+
+
 class CustomLMRMSNorm(nn.Module):
-    """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale."""
+    """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale.
+
+    When gradients are recorded, fp32 input and weight (training, with or without autocast) go through
+    `RMSNormFunction`, which saves less for the backward pass. Under autocast the output is cast once to
+    the autocast dtype, which every projection reading it would otherwise cast again (q, k, v: three
+    copies, and three casts back in the backward pass).
+    """
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
@@ -46,10 +81,14 @@ class CustomLMRMSNorm(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         input_dtype = hidden_states.dtype
-        hidden_states = hidden_states.to(torch.float32)
-        variance = hidden_states.pow(2).mean(-1, keepdim=True)
-        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
-        return self.weight * hidden_states.to(input_dtype)
+        if input_dtype == self.weight.dtype == torch.float32 and torch.is_grad_enabled():
+            output = RMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon)
+        else:  # half-precision input or weight: Llama's order, normalise in fp32, round, then scale
+            hidden_states = hidden_states.to(torch.float32)
+            variance = hidden_states.pow(2).mean(-1, keepdim=True)
+            output = self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon)).to(input_dtype)
+        compute_dtype = autocast_dtype(output)
+        return output if compute_dtype is None else output.to(compute_dtype)
 
     def extra_repr(self):
         return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
@@ -59,6 +98,11 @@ class CustomLMLayerNorm(nn.LayerNorm):
     """LayerNorm with bias, as in the original Transformer; the class name lets `_init_weights` find it."""
 
 
+def build_dropout(p: float) -> nn.Module:
+    """Identity when p is 0 (the default): one module call fewer per residual branch in every step."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def build_norm(config: CustomLMConfig) -> nn.Module:
     if config.norm_type == "layernorm":
         return CustomLMLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -66,7 +110,11 @@ def build_norm(config: CustomLMConfig) -> nn.Module:
 
 
 class CustomLMRotaryEmbedding(nn.Module):
-    """cos/sin tables for rotary positions, computed per call from `position_ids` (so left padding works)."""
+    """cos/sin tables for rotary positions, computed per call from `position_ids` (so left padding works).
+
+    `sin` comes with its first half negated, the sign of `rotate_half`, so that `apply_rotary_pos_emb`
+    needs one `roll` per tensor instead of chunk, negate and concatenate.
+    """
 
     def __init__(self, config: CustomLMConfig):
         super().__init__()
@@ -91,10 +139,12 @@ class CustomLMRotaryEmbedding(nn.Module):
         # fp32 angles even under autocast: positions in the thousands lose precision in bf16.
         with torch.autocast(device_type=x.device.type, enabled=False):
             freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, hd/2)
-            emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, hd)
-            cos = emb.cos() * self.attention_scaling
-            sin = emb.sin() * self.attention_scaling
-        return cos.to(x.dtype), sin.to(x.dtype)
+            cos = freqs.cos() * self.attention_scaling
+            sin = freqs.sin() * self.attention_scaling
+            cos, sin = torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)  # (B, T, hd)
+        # Tables in the dtype of the projections' output: q, k under autocast are already in it.
+        dtype = autocast_dtype(x) or x.dtype
+        return cos.to(dtype), sin.to(dtype)
 
 
 def sinusoidal_position_embeddings(position_ids: torch.Tensor, dim: int) -> torch.Tensor:
@@ -109,16 +159,17 @@ def sinusoidal_position_embeddings(position_ids: torch.Tensor, dim: int) -> torc
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 2):
+    """Llama's `x * cos + rotate_half(x) * sin` with rotate_half(x) = cat(-x2, x1) = roll(x, hd/2) * sign,
+    the sign already folded into `sin` (see `CustomLMRotaryEmbedding`).
 
-
-def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 1):
-    """q (B, H, T, hd), k (B, Hkv, T, hd), cos/sin (B, T, hd): broadcast over the head axis."""
+    q (B, T, H, hd), k (B, T, Hkv, hd), before the head transpose, so the products run on contiguous
+    memory; cos/sin (B, T, hd), broadcast over the head axis.
+    """
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
-    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+    half = q.shape[-1] // 2
+    return q * cos + q.roll(half, dims=-1) * sin, k * cos + k.roll(half, dims=-1) * sin
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -166,6 +217,33 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         )
 
 
+def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, total_length: int) -> None:
+    """A 2D mask covers the cached tokens and the new ones; a wrong one would otherwise be silently cut or padded."""
+    if tuple(attention_mask.shape) != (batch_size, total_length):
+        raise ValueError(
+            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs ({batch_size}, "
+            f"{int(total_length)}): one row per sequence and one column per token, cached tokens included. Pass the "
+            "mask the tokenizer returned with these `input_ids` (extended by one column per generated token)."
+        )
+
+
+class SiLUMulFunction(torch.autograd.Function):
+    """silu(gate) * up, keeping gate and up for the backward pass and recomputing silu(gate) there, where
+    autograd would also keep silu(gate): one (B, T, I) activation fewer per layer. Same kernels as autograd."""
+
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.save_for_backward(gate, up)
+        return nn.functional.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        gate, up = ctx.saved_tensors
+        grad_gate = torch.ops.aten.silu_backward(grad_output * up, gate)
+        grad_up = grad_output * nn.functional.silu(gate)
+        return grad_gate, grad_up
+
+
 class CustomLMMLP(nn.Module):
     """Gated: down(act(gate(x)) * up(x)) (SwiGLU with silu). Plain: down(act(up(x))), the seed's FFN."""
 
@@ -178,8 +256,11 @@ class CustomLMMLP(nn.Module):
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.down_proj.is_residual_projection = True  # read by `_init_weights`
         self.act_fn = ACT2FN[config.hidden_act]
+        self.swiglu = self.gated and config.hidden_act == "silu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu and torch.is_grad_enabled():
+            return self.down_proj(SiLUMulFunction.apply(self.gate_proj(x), self.up_proj(x)))
         if self.gated:
             return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
         return self.down_proj(self.act_fn(self.up_proj(x)))
@@ -216,13 +297,13 @@ class CustomLMAttention(nn.Module):
         input_shape = hidden_states.shape[:-1]  # (B, T)
         hidden_shape = (*input_shape, -1, self.head_dim)
 
-        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)  # (B, H, T, hd)
-        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)  # (B, Hkv, T, hd)
-        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-
+        query_states = self.q_proj(hidden_states).view(hidden_shape)  # (B, T, H, hd)
+        key_states = self.k_proj(hidden_states).view(hidden_shape)  # (B, T, Hkv, hd)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)  # (B, Hkv, T, hd)
         if self.use_rope:
             cos, sin = position_embeddings
             query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+        query_states, key_states = query_states.transpose(1, 2), key_states.transpose(1, 2)  # (B, H(kv), T, hd)
 
         if cache is not None:
             key_states, value_states = cache.update(key_states, value_states, self.layer_idx)  # (B, Hkv, S, hd)
@@ -253,7 +334,7 @@ class CustomLMDecoderLayer(GradientCheckpointingLayer):
         self.mlp = CustomLMMLP(config)
         self.input_layernorm = build_norm(config)
         self.post_attention_layernorm = build_norm(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = build_dropout(config.hidden_dropout)
 
     def forward(
         self,
@@ -310,7 +391,7 @@ class CustomLMModel(CustomLMPreTrainedModel):
             self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         elif config.position_embedding_type == "rope":
             self.rotary_emb = CustomLMRotaryEmbedding(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = build_dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(
             [CustomLMDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
         )
@@ -369,8 +450,10 @@ class CustomLMModel(CustomLMPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
+        past_seen_tokens = cache.get_seq_length() if cache is not None else 0
+        if attention_mask is not None and attention_mask.dim() == 2 and not torch.compiler.is_compiling():
+            check_attention_mask(attention_mask, inputs_embeds.shape[0], past_seen_tokens + inputs_embeds.shape[1])
         if position_ids is None:
-            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)  # (1, T)
 
@@ -412,6 +495,94 @@ class CustomLMModel(CustomLMPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
+# Logits the fused loss holds at once: 2**21 (8 MiB in fp32, 256 rows at V = 8192); smaller chunks
+# measured no faster on CPU, larger ones slower.
+LOSS_CHUNK_LOGITS = 2**21
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Cross-entropy of `hidden @ weight.T` against `targets`, over chunks of rows, so the full (N, V) logits,
+    their fp32 copy and their softmax are never stored; the gradients are computed in the forward pass.
+
+    Same result as `ForCausalLMLoss` on the full logits: fp32 softmax of logits computed in the autocast dtype,
+    rows whose target is `ignore_index` ignored, the summed loss divided by `divisor` (`num_items_in_batch`)
+    or, when it is None, by the number of counted rows.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, ignore_index, divisor, needs_grad):
+        # hidden (N, D), weight (V, D), targets (N,)
+        device_type = hidden.device.type
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+        with torch.autocast(device_type, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            counted = targets != ignore_index
+            safe_targets = torch.where(counted, targets, 0).unsqueeze(1)  # (N, 1)
+            if divisor is None:
+                divisor = counted.sum()
+            scale = counted / divisor  # (N,): d(loss)/d(row loss)
+            grad_hidden = torch.empty_like(hidden) if needs_grad[0] else None
+            grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad[1] else None
+            loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            chunk = max(1, LOSS_CHUNK_LOGITS // weight.shape[0])
+            for start in range(0, h.shape[0], chunk):
+                rows = slice(start, start + chunk)
+                logits = (h[rows] @ w.T).float()  # (n, V)
+                target_logits = logits.gather(1, safe_targets[rows]).squeeze(1)  # (n,)
+                row_max = logits.amax(dim=-1, keepdim=True)
+                exp_logits = logits.sub_(row_max).exp_()  # in place: the logits are not needed again
+                sum_exp = exp_logits.sum(dim=-1, keepdim=True)
+                row_loss = (sum_exp.log() + row_max).squeeze(1) - target_logits  # logsumexp - target logit
+                loss += torch.where(counted[rows], row_loss, 0.0).sum()
+                if grad_hidden is None and grad_weight is None:
+                    continue
+                # d(loss)/d(logits) = (softmax - one_hot(target)) * scale, built in place
+                row_scale = scale[rows].unsqueeze(1)  # (n, 1)
+                grad_logits = exp_logits.mul_(row_scale / sum_exp)
+                grad_logits.scatter_add_(1, safe_targets[rows], -row_scale)
+                grad_logits = grad_logits.to(dtype)
+                if grad_hidden is not None:
+                    grad_hidden[rows] = grad_logits @ w
+                if grad_weight is not None and dtype == torch.float32:
+                    grad_weight.addmm_(grad_logits.T, h[rows])  # accumulates without a (V, D) temporary
+                elif grad_weight is not None:
+                    grad_weight += grad_logits.T @ h[rows]
+        ctx.weight_dtype = weight.dtype
+        ctx.save_for_backward(grad_hidden, grad_weight)
+        return loss / divisor
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
+        if grad_weight is not None:
+            grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None, None, None
+
+
+def fused_causal_lm_loss(
+    hidden_states: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    ignore_index: int = -100,
+    shift_labels: torch.Tensor | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """`ForCausalLMLoss(lm_head(hidden_states), labels, ...)` without the logits: hidden_states (B, T, D),
+    labels (B, T) unshifted (or `shift_labels` already shifted), the same keyword arguments and result."""
+    if shift_labels is None:
+        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]  # (B, T): next token
+    hidden = hidden_states.reshape(-1, hidden_states.shape[-1])  # (B * T, D)
+    grad_enabled = torch.is_grad_enabled()
+    needs_grad = (grad_enabled and hidden.requires_grad, grad_enabled and lm_head_weight.requires_grad)
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(hidden.device)
+    targets = shift_labels.reshape(-1).to(hidden.device)
+    return LinearCrossEntropy.apply(hidden, lm_head_weight, targets, ignore_index, num_items_in_batch, needs_grad)
+
+
 class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
@@ -423,6 +594,20 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+
+    def _can_fuse_loss(self, logits_to_keep: int | torch.Tensor) -> bool:
+        """The fused loss reads `lm_head.weight` directly: only for the plain head and the default loss, so
+        adapters, quantised or hooked heads and a user's `loss_function` keep the standard path."""
+        head = self.lm_head
+        return (
+            isinstance(logits_to_keep, int)
+            and logits_to_keep == 0
+            and type(head) is nn.Linear
+            and head.bias is None
+            and not (head._forward_hooks or head._forward_pre_hooks)
+            and not hasattr(self, "_loss_function")
+            and self.loss_type == "ForCausalLM"
+        )
 
     def forward(
         self,
@@ -438,7 +623,13 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
         r"""`labels` (B, T) are the input ids themselves (the shift happens in the loss); -100 is ignored.
-        `logits_to_keep`: project only the last N positions (or the given indices) onto the vocabulary."""
+        `logits_to_keep`: project only the last N positions (or the given indices) onto the vocabulary.
+
+        In training mode with `labels`, the loss comes from a fused projection + cross-entropy that never
+        builds the (B, T, V) logits (faster, and V / D times less memory at the head), so `logits` is None:
+        the loss is all a training step reads. In eval mode, or without labels, `logits` is returned as usual
+        (Trainer evaluation and `compute_metrics` run in eval mode); for training-mode logits, call without
+        `labels` and apply `model.loss_function` to them."""
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -449,12 +640,14 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
-        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden_states[:, slice_indices, :])  # (B, T', V)
-
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        loss = logits = None
+        if labels is not None and self.training and self._can_fuse_loss(logits_to_keep):
+            loss = fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, **kwargs)
+        else:
+            slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden_states[:, slice_indices, :])  # (B, T', V)
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
 
         output = CausalLMOutputWithPast(
             loss=loss,

@@ -1,0 +1,237 @@
+"""Shared pieces of the side-by-side benchmarks: model builders at one size, FLOP counts, the machine's
+measured matmul peak, interleaved timing, tables and JSON results.
+
+Every benchmark builds OUR model and its PEERS at the same width, depth, vocabulary, context and batch,
+then times them interleaved (ours, peer, ours, peer, ...) after a warm-up, so that a slow-down of the
+machine part-way through hits every contender alike; it reports medians over the repeats.
+"""
+
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from the repository root
+    sys.path.insert(0, str(ROOT))
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import transformers  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Size:
+    """The one size every contender is built at (the reference of the benchmark brief)."""
+
+    vocab_size: int = 8192
+    hidden_size: int = 256
+    intermediate_size: int = 688  # SwiGLU width of the "small" preset; GPT-2 uses its own 4 * hidden
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    context: int = 256
+    batch_size: int = 16
+
+
+def custom_config(size: Size) -> CustomLMConfig:
+    return CustomLMConfig(
+        vocab_size=size.vocab_size,
+        hidden_size=size.hidden_size,
+        intermediate_size=size.intermediate_size,
+        num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads,
+        max_position_embeddings=max(size.context, 512),
+    )
+
+
+def llama_config_like(config: CustomLMConfig) -> LlamaConfig:
+    """The LlamaConfig whose model takes our state dict unchanged (same maths, same names)."""
+    return LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        head_dim=config.head_dim,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_parameters=dict(config.rope_parameters),
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+
+
+def build_custom(size: Size, seed: int = 0) -> CustomLMForCausalLM:
+    torch.manual_seed(seed)
+    return CustomLMForCausalLM(custom_config(size))
+
+
+def build_llama(size: Size, seed: int = 0, weights_from: CustomLMForCausalLM | None = None) -> LlamaForCausalLM:
+    """Llama at the same size; with `weights_from`, a twin holding exactly those weights."""
+    torch.manual_seed(seed)
+    llama = LlamaForCausalLM(llama_config_like(custom_config(size)))
+    if weights_from is not None:
+        llama.load_state_dict(weights_from.state_dict(), strict=True)
+    return llama
+
+
+def build_gpt2(size: Size, seed: int = 0) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=size.vocab_size,
+            n_embd=size.hidden_size,
+            n_layer=size.num_hidden_layers,
+            n_head=size.num_attention_heads,
+            n_positions=max(size.context, 512),
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+    )
+
+
+def build_nanogpt(size: Size, seed: int = 0):
+    from benchmarks.nanogpt_reference import GPT, GPTConfig
+
+    torch.manual_seed(seed)
+    return GPT(
+        GPTConfig(
+            vocab_size=size.vocab_size,
+            n_embd=size.hidden_size,
+            n_layer=size.num_hidden_layers,
+            n_head=size.num_attention_heads,
+            block_size=max(size.context, 512),
+        )
+    )
+
+
+def matmul_params(model: torch.nn.Module) -> int:
+    """Parameters that take part in a matmul per token: all of them (the tied token embedding counts
+    once, as the output projection) except position tables, which are only looked up."""
+    seen, total = set(), 0
+    for name, param in model.named_parameters():
+        if id(param) in seen or name.endswith(("wpe.weight", "embed_positions.weight")):
+            continue
+        seen.add(id(param))
+        total += param.numel()
+    return total
+
+
+def train_flops_per_token(model: torch.nn.Module, size: Size) -> float:
+    """PaLM / nanoGPT convention: 6 N (forward + backward of every weight) + 12 L D T (attention
+    scores and values, forward + backward, counted without the causal halving)."""
+    return 6 * matmul_params(model) + 12 * size.num_hidden_layers * size.hidden_size * size.context
+
+
+def measure_peak_matmul(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an (n, n) @ (n, n) matmul in `dtype` on this machine: the MFU denominator."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], None]], warmup: int, repeats: int, calls_per_sample: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender, sampled round-robin: ours, peer, ..., ours, peer, ...
+
+    Each contender runs `warmup` untimed calls first (compilation, allocator, caches), then each round
+    times `calls_per_sample` consecutive calls of every contender in turn.
+    """
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(calls_per_sample):
+                fn()
+            samples[name].append((time.perf_counter() - start) / calls_per_sample)
+    return samples
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def environment() -> dict:
+    cpu = platform.processor()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def write_results(name: str, payload: dict) -> Path:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
+    return path
+
+
+def print_table(rows: list[dict], columns: list[str], title: str) -> None:
+    """A plain fixed-width table; floats are shown with a precision fit for their size."""
+
+    def fmt(value):
+        if isinstance(value, float):
+            return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        return "" if value is None else str(value)
+
+    cells = [[fmt(row.get(col)) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(c[i]) for c in cells)) for i, col in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(col.ljust(w) for col, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+@dataclass
+class BenchArguments:
+    quick: bool = field(default=False, metadata={"help": "A fast sanity pass: fewer repeats, a smaller batch."})
+
+
+def parse_bench_args(argv: list[str] | None = None) -> BenchArguments:
+    (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(args=argv)
+    return args
+
+
+def verdict(ratio: float, target: float) -> str:
+    return f"{'met' if ratio >= target else 'NOT met'} ({ratio:.2f}x vs >= {target}x)"
