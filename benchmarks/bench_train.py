@@ -2,22 +2,24 @@
 hand-written nanoGPT-style model, same size, fp32 and bf16 autocast, eager and torch.compile.
 
 A step is forward with labels + backward + AdamW step (`fused=True`, the Trainer's default optimizer on
-torch >= 2.8, for every contender). MFU = model FLOPs per second / the best FLOP/s of a large matmul in
-the same dtype, measured in this run.
+torch >= 2.8, for every contender). MFU = model FLOPs per second / the best FLOP/s of a 2048^3 matmul in
+the same dtype, timed in this run among the contenders (interleaved with them).
 
-    .venv/bin/python benchmarks/bench_train.py [--quick]
+    .venv/bin/python -m benchmarks.bench_train [--quick]
 """
 
 import torch
 
 from benchmarks.common import (
+    PEAK_MATMUL_SIZE,
     Size,
     build_custom,
     build_gpt2,
     build_llama,
     build_nanogpt,
     interleaved,
-    measure_peak_matmul,
+    matmul_call,
+    matmul_flops,
     median,
     parse_bench_args,
     print_table,
@@ -51,38 +53,55 @@ def make_train_step(name: str, model: torch.nn.Module, data: torch.Tensor, dtype
     return step
 
 
+def graph_breaks(model: torch.nn.Module, data: torch.Tensor) -> int:
+    """`torch._dynamo.explain` graph breaks of a training forward with labels (0: one graph to compile)."""
+    model.train()
+    explanation = torch._dynamo.explain(lambda ids: model(input_ids=ids, labels=ids).loss)(data[:, :-1])
+    torch._dynamo.reset()
+    return explanation.graph_break_count
+
+
 def run(quick: bool = False) -> dict:
     size = Size(batch_size=4, context=128) if quick else Size()
-    warmup, repeats, calls = (2, 1, 1) if quick else (3, 5, 2)
+    warmup, repeats, calls = (2, 1, 1) if quick else (2, 5, 1)
     tokens_per_step = size.batch_size * size.context
     torch.manual_seed(0)
     data = torch.randint(0, size.vocab_size, (size.batch_size, size.context + 1))
 
-    peaks = {dtype: measure_peak_matmul(dtype) for dtype in (torch.float32, torch.bfloat16)}
-    rows = []
+    dtypes = (torch.float32, torch.bfloat16)
+    matmul_seconds = {dtype: [] for dtype in dtypes}
+    settings = []
     for compiled in (False, True):
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in dtypes:
             torch._dynamo.reset()
             models = {name: build(size) for name, build in BUILDERS.items()}
-            steps = {name: make_train_step(name, m, data, dtype, compiled) for name, m in models.items()}
-            samples = interleaved(steps, warmup=warmup, repeats=repeats, calls_per_sample=calls)
-            ours_tps = tokens_per_step / median(samples["ours"])
-            for name, secs in samples.items():
-                tps = tokens_per_step / median(secs)
-                flops = train_flops_per_token(models[name], size)
-                rows.append(
-                    {
-                        "model": name,
-                        "dtype": str(dtype).removeprefix("torch."),
-                        "compile": compiled,
-                        "tokens_per_s": tps,
-                        "mfu": tps * flops / peaks[dtype],
-                        "ours_over_this": ours_tps / tps,
-                        "flops_per_token": flops,
-                        "step_seconds": secs,
-                    }
-                )
-            del models, steps
+            contenders = {name: make_train_step(name, m, data, dtype, compiled) for name, m in models.items()}
+            contenders["matmul"] = matmul_call(dtype)
+            samples = interleaved(contenders, warmup=warmup, repeats=repeats, calls_per_sample=calls)
+            matmul_seconds[dtype] += samples.pop("matmul")
+            flops = {name: train_flops_per_token(m, size) for name, m in models.items()}
+            settings.append((compiled, dtype, samples, flops))
+            del models, contenders
+
+    breaks = {name: graph_breaks(BUILDERS[name](size), data) for name in ("ours", "llama")}
+    peaks = {dtype: matmul_flops(min(secs)) for dtype, secs in matmul_seconds.items()}
+    rows = []
+    for compiled, dtype, samples, flops in settings:
+        ours_tps = tokens_per_step / median(samples["ours"])
+        for name, secs in samples.items():
+            tps = tokens_per_step / median(secs)
+            rows.append(
+                {
+                    "model": name,
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "compile": compiled,
+                    "tokens_per_s": tps,
+                    "mfu": tps * flops[name] / peaks[dtype],
+                    "ours_over_this": ours_tps / tps,
+                    "flops_per_token": flops[name],
+                    "step_seconds": secs,
+                }
+            )
 
     targets = {}
     for row in rows:
@@ -96,7 +115,9 @@ def run(quick: bool = False) -> dict:
                 f"{'met' if row['mfu'] >= 0.45 else 'NOT met'} ({100 * row['mfu']:.1f}%)"
             )
 
-    print(f"peak matmul: fp32 {peaks[torch.float32] / 1e9:.0f} GFLOP/s, bf16 {peaks[torch.bfloat16] / 1e9:.0f} GFLOP/s")
+    for dtype, secs in matmul_seconds.items():
+        print(f"{PEAK_MATMUL_SIZE}^3 matmul, {str(dtype).removeprefix('torch.')}: best {matmul_flops(min(secs)) / 1e9:.0f} "
+              f"GFLOP/s (the MFU denominator), median {matmul_flops(median(secs)) / 1e9:.0f} GFLOP/s")
     print_table(
         [{**r, "mfu_%": 100 * r["mfu"]} for r in rows],
         ["model", "dtype", "compile", "tokens_per_s", "mfu_%", "ours_over_this"],
@@ -104,10 +125,13 @@ def run(quick: bool = False) -> dict:
     )
     for name, result in targets.items():
         print(f"  {name}: {result}")
+    print("  torch._dynamo.explain graph breaks in a training forward: " + ", ".join(f"{k} {v}" for k, v in breaks.items()))
     payload = {
+        "graph_breaks": breaks,
         "size": size.__dict__,
         "tokens_per_step": tokens_per_step,
         "peak_flops": {str(k).removeprefix("torch."): v for k, v in peaks.items()},
+        "matmul_seconds": {str(k).removeprefix("torch."): v for k, v in matmul_seconds.items()},
         "rows": rows,
         "targets": targets,
         "quick": quick,

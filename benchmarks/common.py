@@ -13,7 +13,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from the repository root
-    sys.path.insert(0, str(ROOT))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Other processes on a shared machine slow every contender; the load average is recorded with the results.
+LOAD_AT_START = os.getloadavg()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -141,18 +140,19 @@ def train_flops_per_token(model: torch.nn.Module, size: Size) -> float:
     return 6 * matmul_params(model) + 12 * size.num_hidden_layers * size.hidden_size * size.context
 
 
-def measure_peak_matmul(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Best FLOP/s of an (n, n) @ (n, n) matmul in `dtype` on this machine: the MFU denominator."""
+PEAK_MATMUL_SIZE = 2048
+
+
+def matmul_call(dtype: torch.dtype, n: int = PEAK_MATMUL_SIZE) -> Callable[[], None]:
+    """One (n, n) @ (n, n) matmul in `dtype`: 2 n^3 FLOPs. Timed among the contenders, its best time gives
+    the machine's peak FLOP/s for that dtype under the same conditions (the MFU denominator)."""
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
-    for _ in range(2):
-        torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+    return lambda: torch.mm(a, b)
+
+
+def matmul_flops(seconds: float, n: int = PEAK_MATMUL_SIZE) -> float:
+    return 2 * n**3 / seconds
 
 
 def interleaved(
@@ -196,7 +196,15 @@ def environment() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "native_bf16_matmul": native_bf16_cpu(),
+        "load_average_1_5_15min_at_start": LOAD_AT_START,
+        "load_average_1_5_15min_at_end": os.getloadavg(),
     }
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 matmul instructions (AVX512-BF16 or AMX); without them bf16 is emulated."""
+    return any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 def write_results(name: str, payload: dict) -> Path:
