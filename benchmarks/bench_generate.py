@@ -70,9 +70,9 @@ def run(quick: bool = False) -> dict:
 
                 return call
 
-            decode = interleaved({n: generate(n, full) for n in models}, warmup=warmup, repeats=repeats)
+            decode, decode_cpu = interleaved({n: generate(n, full) for n in models}, warmup=warmup, repeats=repeats)
             same_tokens[f"batch {batch}, {mode}"] = torch.equal(outputs["ours"], outputs["llama"])
-            ttft = interleaved({n: generate(n, first) for n in models}, warmup=warmup, repeats=repeats)
+            ttft, _ = interleaved({n: generate(n, first) for n in models}, warmup=warmup, repeats=repeats)
             for name in models:
                 rows.append(
                     {
@@ -81,7 +81,9 @@ def run(quick: bool = False) -> dict:
                         "mode": mode,
                         "tokens_per_s": batch * new_tokens / median(decode[name]),
                         "ttft_ms": 1000 * median(ttft[name]),
+                        "tokens_per_cpu_s": batch * new_tokens / median(decode_cpu[name]),
                         "seconds": decode[name],
+                        "cpu_seconds": decode_cpu[name],
                         "ttft_seconds": ttft[name],
                     }
                 )
@@ -100,7 +102,7 @@ def run(quick: bool = False) -> dict:
 
     print_table(
         rows,
-        ["model", "batch", "mode", "tokens_per_s", "ttft_ms", "ours_over_llama"],
+        ["model", "batch", "mode", "tokens_per_s", "ttft_ms", "ours_over_llama", "tokens_per_cpu_s"],
         f"Greedy generation, prompt {prompt_len} + {new_tokens} new tokens, median of {repeats}",
     )
     for name, same in same_tokens.items():

@@ -77,17 +77,19 @@ def run(quick: bool = False) -> dict:
             models = {name: build(size) for name, build in BUILDERS.items()}
             contenders = {name: make_train_step(name, m, data, dtype, compiled) for name, m in models.items()}
             contenders["matmul"] = matmul_call(dtype)
-            samples = interleaved(contenders, warmup=warmup, repeats=repeats, calls_per_sample=calls)
+            samples, cpu_samples = interleaved(contenders, warmup=warmup, repeats=repeats, calls_per_sample=calls)
             matmul_seconds[dtype] += samples.pop("matmul")
+            cpu_samples.pop("matmul")
             flops = {name: train_flops_per_token(m, size) for name, m in models.items()}
-            settings.append((compiled, dtype, samples, flops))
+            settings.append((compiled, dtype, samples, cpu_samples, flops))
             del models, contenders
 
     breaks = {name: graph_breaks(BUILDERS[name](size), data) for name in ("ours", "llama")}
     peaks = {dtype: matmul_flops(min(secs)) for dtype, secs in matmul_seconds.items()}
     rows = []
-    for compiled, dtype, samples, flops in settings:
+    for compiled, dtype, samples, cpu_samples, flops in settings:
         ours_tps = tokens_per_step / median(samples["ours"])
+        ours_cpu = median(cpu_samples["ours"])
         for name, secs in samples.items():
             tps = tokens_per_step / median(secs)
             rows.append(
@@ -98,8 +100,11 @@ def run(quick: bool = False) -> dict:
                     "tokens_per_s": tps,
                     "mfu": tps * flops[name] / peaks[dtype],
                     "ours_over_this": ours_tps / tps,
+                    "tokens_per_cpu_s": tokens_per_step / median(cpu_samples[name]),
+                    "ours_over_this_cpu": median(cpu_samples[name]) / ours_cpu,
                     "flops_per_token": flops[name],
                     "step_seconds": secs,
+                    "step_cpu_seconds": cpu_samples[name],
                 }
             )
 
@@ -120,7 +125,7 @@ def run(quick: bool = False) -> dict:
               f"GFLOP/s (the MFU denominator), median {matmul_flops(median(secs)) / 1e9:.0f} GFLOP/s")
     print_table(
         [{**r, "mfu_%": 100 * r["mfu"]} for r in rows],
-        ["model", "dtype", "compile", "tokens_per_s", "mfu_%", "ours_over_this"],
+        ["model", "dtype", "compile", "tokens_per_s", "mfu_%", "ours_over_this", "tokens_per_cpu_s", "ours_over_this_cpu"],
         f"Training throughput, batch {size.batch_size} x context {size.context}, median of {repeats} x {calls} steps",
     )
     for name, result in targets.items():

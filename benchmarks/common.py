@@ -157,24 +157,27 @@ def matmul_flops(seconds: float, n: int = PEAK_MATMUL_SIZE) -> float:
 
 def interleaved(
     contenders: dict[str, Callable[[], None]], warmup: int, repeats: int, calls_per_sample: int = 1
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per call of each contender, sampled round-robin: ours, peer, ..., ours, peer, ...
 
     Each contender runs `warmup` untimed calls first (compilation, allocator, caches), then each round
-    times `calls_per_sample` consecutive calls of every contender in turn.
+    times `calls_per_sample` consecutive calls of every contender in turn. Returns wall-clock seconds and
+    CPU seconds of this process (all threads): on a loaded machine the second moves far less.
     """
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
-    samples = {name: [] for name in contenders}
+    wall = {name: [] for name in contenders}
+    cpu = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
             gc.collect()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(calls_per_sample):
                 fn()
-            samples[name].append((time.perf_counter() - start) / calls_per_sample)
-    return samples
+            wall[name].append((time.perf_counter() - start) / calls_per_sample)
+            cpu[name].append((time.process_time() - start_cpu) / calls_per_sample)
+    return wall, cpu
 
 
 def median(values: list[float]) -> float:
@@ -197,6 +200,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "native_bf16_matmul": native_bf16_cpu(),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)"),
         "load_average_1_5_15min_at_start": LOAD_AT_START,
         "load_average_1_5_15min_at_end": os.getloadavg(),
     }

@@ -53,16 +53,19 @@ def markdown_report(suffix: str = "") -> str:
         markdown_table(
             [{**row, "mfu_pct": 100 * row["mfu"]} for row in train["rows"]],
             {"model": "model", "dtype": "dtype", "compile": "compiled", "tokens_per_s": "tokens/s",
-             "mfu_pct": "MFU %", "ours_over_this": "ours / this"},
+             "mfu_pct": "MFU %", "ours_over_this": "ours / this", "tokens_per_cpu_s": "tokens/CPU-s",
+             "ours_over_this_cpu": "ours / this (CPU)"},
         ),
         "\n### Trainer overhead\n",
-        markdown_table(overhead["rows"], {"path": "path", "step_s": "step s", "tokens_per_s": "tokens/s"}),
-        f"\nOverhead: {100 * overhead['overhead_fraction']:+.1f}% ({'bf16' if overhead['bf16'] else 'fp32'}).",
+        markdown_table(overhead["rows"], {"path": "path", "step_s": "step s", "tokens_per_s": "tokens/s",
+                                          "step_cpu_s": "step CPU-s"}),
+        f"\nOverhead: {100 * overhead['overhead_fraction']:+.1f}% in wall time, "
+        f"{100 * overhead['overhead_fraction_cpu']:+.1f}% in CPU time ({'bf16' if overhead['bf16'] else 'fp32'}).",
         "\n### Generation\n",
         markdown_table(
             generate["rows"],
             {"model": "model", "batch": "batch", "mode": "cache", "tokens_per_s": "new tokens/s",
-             "ttft_ms": "first token ms", "ours_over_llama": "ours / llama"},
+             "ttft_ms": "first token ms", "ours_over_llama": "ours / llama", "tokens_per_cpu_s": "new tokens/CPU-s"},
         ),
         "\nSame tokens as Llama: " + ", ".join(f"{k}: {v}" for k, v in generate["same_tokens_as_llama"].items()) + ".",
         "\n### Memory\n",
