@@ -113,5 +113,5 @@ def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrai
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()
     if training_args.should_save:
-        save_final(trainer.model, tokenizer, training_args.output_dir)
+        save_final(trainer.model, tokenizer, training_args.output_dir, training_args)
     return {**train_result.metrics, **eval_metrics}

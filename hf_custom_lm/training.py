@@ -313,8 +313,9 @@ def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, se
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def save_final(model, tokenizer, output_dir: str | Path) -> Path:
-    """Write a folder that `Auto*.from_pretrained` loads, with `auto_map` and the model code for remote use."""
+def save_final(model, tokenizer, output_dir: str | Path, training_args=None) -> Path:
+    """Write a folder that `Auto*.from_pretrained` loads, with `auto_map` and the model code for remote use,
+    and `training_args.json` (read by `hub.export_run` for the model card) when `training_args` is given."""
     if type(model).__name__.endswith("ForSequenceClassification"):
         auto_class = "AutoModelForSequenceClassification"
     else:
@@ -323,6 +324,8 @@ def save_final(model, tokenizer, output_dir: str | Path) -> Path:
     model.register_for_auto_class(auto_class)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    if training_args is not None:
+        (Path(output_dir) / "training_args.json").write_text(training_args.to_json_string())
     return Path(output_dir)
 
 
@@ -400,7 +403,7 @@ def train_language_model(
     trainer.save_state()  # after the final evaluation, so the log history ends with it
 
     if training_args.should_save:
-        save_final(trainer.model, tokenizer, training_args.output_dir)
+        save_final(trainer.model, tokenizer, training_args.output_dir, training_args)
     return {**train_metrics, **eval_metrics}
 
 

@@ -113,6 +113,7 @@ def test_loss_decreases_and_evaluation_reports_perplexity_and_bits_per_byte(tmp_
     config = json.loads((run / "config.json").read_text())
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_custom_lm.CustomLMForCausalLM"
     assert (run / "modeling_custom_lm.py").is_file() and (run / "configuration_custom_lm.py").is_file()
+    assert json.loads((run / "training_args.json").read_text())["learning_rate"] == args.learning_rate
     model = AutoModelForCausalLM.from_pretrained(run)
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     scored = evaluate_language_model(run, data_args.validation_file, block_size=BLOCK_SIZE)
