@@ -7,6 +7,10 @@ TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 STAMP      := $(VENV)/.installed
+# OpenMP threads that spin while waiting steal the other core on small shared machines: PASSIVE
+# measured 8x faster training steps on 2 cores. Override with `make ... OMP_WAIT_POLICY=ACTIVE`.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: install demo test test-fast bench clean
 

@@ -2,11 +2,13 @@
 
 import os
 
-import pytest
-import torch
-
+# Set before torch loads OpenMP: spinning waiters slow everything on small shared machines.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import hf_custom_lm  # noqa: E402  (registers the Auto classes)
 from hf_custom_lm import CustomLMConfig  # noqa: E402
