@@ -24,7 +24,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo.yaml"
 EXPORT_DIR = ROOT / "outputs" / "demo" / "model"
-CORPUS_DESCRIPTION = "The corpus bundled with hf_custom_lm: public-domain English books and documentation."
+CORPUS_DESCRIPTION = (
+    "The corpus bundled with hf_custom_lm: public-domain English and Spanish books and reference texts, "
+    "and the Python 3.11 documentation (PSF License)."
+)
 PROMPTS = ["It is a truth universally acknowledged", "In the beginning", "The programmer"]
 
 
