@@ -16,8 +16,11 @@ checkpoint, word-vector initialisation of the embeddings, and checks that refuse
 import difflib
 import json
 import logging
+import tempfile
+import zipfile
 from pathlib import Path
 
+from datasets.exceptions import DatasetGenerationError
 from torch import nn
 from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, default_data_collator, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -27,6 +30,7 @@ from .arguments import DataArguments, LMTrainingArguments, ModelArguments
 from .callbacks import NonFiniteLossCallback
 from .configuration_custom_lm import PRESETS, CustomLMConfig
 from .embeddings_init import init_embeddings_from_vectors
+from .loading import check_model_folder, load_model, load_tokenizer_from
 from .metrics import language_model_metrics
 from .modeling_custom_lm import CustomLMForCausalLM
 
@@ -83,16 +87,34 @@ class CustomLMTrainer(Trainer):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _has_optimizer_state(path: Path) -> bool:
+    """`optimizer.pt` + `scheduler.pt` (one process, DDP), or FSDP's `optimizer.bin` / `optimizer_0` folder, or
+    DeepSpeed's `global_step<N>` folder."""
+    if (path / "optimizer.pt").is_file():
+        # torch.save writes a zip archive; a cut one has no central directory at its end.
+        return zipfile.is_zipfile(path / "optimizer.pt") and (path / "scheduler.pt").is_file()
+    return (path / "optimizer.bin").is_file() or any(
+        child.is_dir() and child.name.startswith(("optimizer", "global_step")) for child in path.iterdir()
+    )
+
+
 def is_complete_checkpoint(path: str | Path) -> bool:
-    """A checkpoint folder whose save finished: model weights and a readable trainer_state.json, no sentinel."""
+    """A checkpoint folder whose save finished: whole safetensors weights, optimizer (and scheduler) state and a
+    readable trainer_state.json, no sentinel.
+
+    A SIGKILL leaves at worst a folder without trainer_state.json, which the Trainer writes last; a power cut
+    can also leave earlier files empty or cut, as writes are not synced. Resuming without the optimizer state
+    would restart AdamW from zero without a word, so such a folder does not count either.
+    """
     path = Path(path)
     if (path / INCOMPLETE_SENTINEL).exists() or not any((path / name).is_file() for name in MODEL_FILES):
         return False
     try:
         json.loads((path / TRAINER_STATE_NAME).read_text())
+        check_model_folder(path)  # every safetensors file opens and covers its header's tensors
     except (OSError, ValueError):
         return False
-    return True
+    return _has_optimizer_state(path)
 
 
 def checkpoint_folders(output_dir: str | Path) -> list[Path]:
@@ -113,7 +135,7 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     for path in checkpoint_folders(output_dir):
         if is_complete_checkpoint(path):
             return path
-        logger.warning(f"Skipping incomplete checkpoint {path} (interrupted while saving).")
+        logger.warning(f"Skipping incomplete checkpoint {path} (interrupted while saving, or damaged).")
     return None
 
 
@@ -130,8 +152,11 @@ def resolve_resume_checkpoint(training_args: LMTrainingArguments) -> str | None:
     if training_args.resume:
         checkpoint = last_complete_checkpoint(output_dir)
         if checkpoint is None:
+            incomplete = [path.name for path in checkpoint_folders(output_dir)]
             raise FileNotFoundError(
-                f"`--resume` found no complete checkpoint in {output_dir!r}; drop `--resume` to start a new run."
+                f"`--resume` found no complete checkpoint in {output_dir!r}"
+                + (f" ({', '.join(incomplete)}: interrupted while saving; delete them to start over)" if incomplete
+                   else "; drop `--resume` to start a new run") + "."
             )
         logger.info(f"Resuming from {checkpoint}")
         return str(checkpoint)
@@ -256,7 +281,7 @@ def build_model(model_args: ModelArguments, tokenizer) -> CustomLMForCausalLM:
             f"`model_name_or_path` {model_args.model_name_or_path!r} is not a folder; pass a folder written by "
             "`save_pretrained` (e.g. a previous run's output_dir), or leave it unset to train from scratch."
         )
-    model = CustomLMForCausalLM.from_pretrained(model_args.model_name_or_path)
+    model = load_model(model_args.model_name_or_path, CustomLMForCausalLM)
     check_vocab_fits(tokenizer, model.config)
     return model
 
@@ -264,6 +289,20 @@ def build_model(model_args: ModelArguments, tokenizer) -> CustomLMForCausalLM:
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def load_text_dataset(**kwargs):
+    """`data.load_text_dataset`, naming the files when one cannot be parsed (binary, not UTF-8, broken JSON):
+    `datasets` only says "An error occurred while generating the dataset"."""
+    try:
+        return lm_data.load_text_dataset(**kwargs)
+    except DatasetGenerationError as error:
+        sources = [kwargs.get("train_file"), kwargs.get("validation_file"), kwargs.get("dataset_name")]
+        names = ", ".join(dict.fromkeys(repr(str(source)) for source in sources if source is not None))
+        raise ValueError(
+            f"Could not read the text of {names} ({error.__cause__ or error}). Text files must be UTF-8 "
+            "(.txt, .json/.jsonl with a text field, .csv)."
+        ) from error
 
 
 def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, seed: int = 42):
@@ -279,7 +318,7 @@ def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, se
 
         files = bundled_corpus_files()
         train_file, validation_file = str(files["train"]), str(files["validation"])
-    raw = lm_data.load_text_dataset(
+    raw = load_text_dataset(
         train_file=train_file,
         validation_file=validation_file,
         dataset_name=data_args.dataset_name,
@@ -329,15 +368,39 @@ def save_final(model, tokenizer, output_dir: str | Path, training_args=None) -> 
     return Path(output_dir)
 
 
-def build_callbacks(training_args: LMTrainingArguments) -> list:
+def check_output_dir(output_dir: str | Path) -> None:
+    """Create `output_dir` and write a file in it: a path that cannot hold checkpoints fails before any data
+    is read or step taken (permissions, a file where a folder should be, a read-only or virtual file system)."""
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"`output_dir` {str(output_dir)!r} cannot hold the run ({error.strerror or error}: "
+            f"{error.filename or output_dir}); choose another `--output_dir`."
+        ) from error
+
+
+def build_callbacks(training_args: LMTrainingArguments, checkpoint: str | Path | None = None) -> list:
+    """The non-finite-loss stop and early stopping; resuming from `checkpoint`, early stopping continues its
+    count of evaluations without improvement (the best metric itself is part of the restored TrainerState)."""
     callbacks = [NonFiniteLossCallback()]
     if training_args.early_stopping_patience:
-        callbacks.append(
-            EarlyStoppingCallback(
-                early_stopping_patience=training_args.early_stopping_patience,
-                early_stopping_threshold=training_args.early_stopping_threshold,
-            )
+        early_stopping = EarlyStoppingCallback(
+            early_stopping_patience=training_args.early_stopping_patience,
+            early_stopping_threshold=training_args.early_stopping_threshold,
         )
+        if checkpoint is not None:
+            # The Trainer restores callback state only with `restore_callback_states_from_checkpoint`, which
+            # also brings back the checkpoint's patience and threshold: keep this run's, restore the count.
+            state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text())
+            saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback") or {}
+            if isinstance(saved, list):  # one entry per EarlyStoppingCallback; ours comes first
+                saved = saved[0]
+            counter = saved.get("attributes", {}).get("early_stopping_patience_counter", 0)
+            early_stopping.early_stopping_patience_counter = counter
+        callbacks.append(early_stopping)
     return callbacks
 
 
@@ -358,6 +421,8 @@ def train_language_model(
     if training_args.logging_nan_inf_filter:
         logger.warning("`logging_nan_inf_filter` hides NaN losses from the non-finite-loss check; only the "
                        "gradient norm is checked.")
+    if training_args.should_save:
+        check_output_dir(training_args.output_dir)
     checkpoint = resolve_resume_checkpoint(training_args)
     tokenizer = load_training_tokenizer(model_args.tokenizer_name)
     set_seed(training_args.seed)  # the initial weights, identical on every process and in every rerun
@@ -389,7 +454,7 @@ def train_language_model(
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         data_collator=default_data_collator,
-        callbacks=build_callbacks(training_args) + list(extra_callbacks or []),
+        callbacks=build_callbacks(training_args, checkpoint) + list(extra_callbacks or []),
         eval_bytes_per_token=eval_bytes_per_token,
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -412,18 +477,15 @@ def evaluate_language_model(
     text_column_name: str = "text",
 ) -> dict[str, float]:
     """Loss, perplexity and bits per byte of a saved model on a text file (the whole file, packed in blocks)."""
-    import tempfile
-
-    from transformers import AutoModelForCausalLM
-
     if not Path(model_dir).is_dir():
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist; pass a folder written by training.")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = load_model(model_dir)
+    tokenizer = load_tokenizer_from(model_dir)
     check_vocab_fits(tokenizer, model.config)
     max_length = model.config.max_position_embeddings
-    block_size = block_size or min(max_length, 512)
-    raw = lm_data.load_text_dataset(train_file=file, validation_file=file, text_column_name=text_column_name)
+    if block_size is None:
+        block_size = min(max_length, 512)
+    raw = load_text_dataset(train_file=file, validation_file=file, text_column_name=text_column_name)
     raw.pop("train")  # the file is only evaluated
     blocks = lm_data.tokenize_and_pack(raw, tokenizer, block_size, text_column_name, max_length=max_length)
     dataset = blocks["validation"]
@@ -454,4 +516,5 @@ __all__ = [
     "build_model",
     "build_config",
     "parse_config_overrides",
+    "check_output_dir",
 ]

@@ -3,8 +3,10 @@ process with the same global batch (2 x 4 rows against 1 x 8)."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # threads), which moves losses and weights by ~1e-6 over these steps. 1e-4 leaves room for that, and is
 # far below what a wrong data split (each process seeing the same rows) or an unsynchronised update gives.
 TOLERANCE = 1e-4
+
+
+@contextmanager
+def process_group(command: list[str], **popen_kwargs):
+    """`Popen(command)` as the leader of a new session; on leaving, SIGKILL whatever of its group is alive.
+
+    torchrun's workers are children of its agent, not of the test: killing only the agent on a timeout or a
+    failed assertion would leave them training on their own. The whole group goes instead.
+    """
+    process = subprocess.Popen(command, start_new_session=True, **popen_kwargs)
+    try:
+        yield process
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # every process of the group has exited
+            pass
+        process.wait()
 
 
 def logged(run, key):
@@ -51,8 +71,9 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
         "--report_to", "none", "--disable_tqdm", "true",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
+    with process_group(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-4000:]
 
     state = json.loads((ddp_run / "trainer_state.json").read_text())
     assert state["global_step"] == 6

@@ -1,6 +1,7 @@
 """Resume: an interrupted run continued with `--resume` ends with the same weights and step count as an
 uninterrupted one; half-written checkpoints are skipped; a killed run leaves a usable checkpoint."""
 
+import io
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save
 from transformers import TrainerCallback
 
 from hf_custom_lm.training import (
@@ -47,9 +48,20 @@ class StopAt(TrainerCallback):
 def fake_checkpoint(run, step, files):
     path = run / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    for name, text in files.items():
-        (path / name).write_text(text)
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (path / name).write_bytes(content)
+        else:
+            (path / name).write_text(content)
     return path
+
+
+def complete_files() -> dict:
+    """A finished save in miniature: readable weights, config, optimizer and scheduler state, trainer state."""
+    optimizer = io.BytesIO()
+    torch.save({}, optimizer)
+    return {"config.json": "{}", "model.safetensors": save({"w": torch.zeros(1)}), "optimizer.pt": optimizer.getvalue(),
+            "scheduler.pt": "", "trainer_state.json": "{}"}
 
 
 def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(tmp_path, tokenizer_dir):
@@ -83,7 +95,7 @@ def test_interrupted_then_resumed_run_matches_an_uninterrupted_one(tmp_path, tok
 
 def test_complete_checkpoint_needs_weights_and_a_readable_trainer_state(tmp_path):
     run = tmp_path / "run"
-    complete = fake_checkpoint(run, 2, {"model.safetensors": "w", "trainer_state.json": "{}"})
+    complete = fake_checkpoint(run, 2, complete_files())
     fake_checkpoint(run, 4, {"model.safetensors": "w"})  # killed before the trainer state
     fake_checkpoint(run, 6, {"model.safetensors": "w", "trainer_state.json": '{"global_st'})  # truncated
     fake_checkpoint(run, 8, {"model.safetensors": "w", "trainer_state.json": "{}", INCOMPLETE_SENTINEL: ""})
@@ -99,7 +111,7 @@ def test_resume_choices_refuse_ambiguous_output_dirs(tmp_path):
     args.resume = True
     with pytest.raises(FileNotFoundError, match="found no complete checkpoint.*drop `--resume`"):
         resolve_resume_checkpoint(args)
-    fake_checkpoint(tmp_path / "run", 3, {"model.safetensors": "w", "trainer_state.json": "{}"})
+    fake_checkpoint(tmp_path / "run", 3, complete_files())
     assert resolve_resume_checkpoint(args).endswith("checkpoint-3")
     args.resume = False
     with pytest.raises(ValueError, match="already holds checkpoints.*--resume"):

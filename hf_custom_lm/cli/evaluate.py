@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from .train import fail
+from .train import USER_ERRORS, fail
 
 
 @dataclass
@@ -28,13 +28,13 @@ def main(argv: list[str]) -> int:
 
     parser = HfArgumentParser(EvaluateArguments, prog="hf-custom-lm evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A folder written by training (model + tokenizer).")
-    args, namespace = parser.parse_args_into_dataclasses(args=argv)
     try:
+        args, namespace = parser.parse_args_into_dataclasses(args=argv)
         metrics = evaluate_language_model(
             namespace.model_dir, args.file, block_size=args.block_size, batch_size=args.batch_size,
             text_column_name=args.text_column_name,
         )
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         return fail("hf-custom-lm evaluate", error)
     print(json.dumps(metrics, indent=2))
     return 0

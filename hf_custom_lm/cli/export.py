@@ -26,8 +26,8 @@ def main(argv: list[str]) -> int:
     parser = HfArgumentParser(ExportArguments, prog="hf-custom-lm export", description=__doc__)
     parser.add_argument("run_dir", help="a training output folder or a saved model folder")
     parser.add_argument("out_dir", help="the folder to write")
-    args, paths = parser.parse_args_into_dataclasses(argv)
     try:
+        args, paths = parser.parse_args_into_dataclasses(argv)
         out_dir = export_run(
             paths.run_dir, paths.out_dir, format=args.format, repo_id=args.repo_id,
             dataset_description=args.dataset_description, datasets=args.datasets or None,

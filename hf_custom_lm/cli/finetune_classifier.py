@@ -13,25 +13,35 @@ import logging
 import sys
 
 from ..arguments import ClassifierArguments, ClassifierTrainingArguments
-from .train import configure_logging, fail, parse_with_config
+from .train import USER_ERRORS, configure_logging, fail, parse_with_config
 
 
 def main(argv: list[str]) -> int:
+    from datasets.exceptions import DatasetGenerationError
+
     from ..callbacks import NonFiniteLossError
     from ..classification import finetune_classifier
+    from ..loading import check_model_folder
+    from ..training import check_output_dir
 
     prog = "hf-custom-lm finetune-classifier"
     try:
         args, training_args = parse_with_config(
             argv, (ClassifierArguments, ClassifierTrainingArguments), prog=prog, description=__doc__.split("\n\n")[0]
         )
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         return fail(prog, error)
     configure_logging(logging.INFO if training_args.should_log else logging.WARNING)
     try:
+        check_model_folder(args.model_name_or_path)  # a folder that is not a model, named before any data is read
+        if training_args.should_save:
+            check_output_dir(training_args.output_dir)
         metrics = finetune_classifier(args, training_args)
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
+    except (*USER_ERRORS, NonFiniteLossError) as error:
         return fail(prog, error)
+    except DatasetGenerationError as error:  # `datasets` names neither the file nor the cause
+        files = ", ".join(repr(f) for f in (args.train_file, args.validation_file) if f)
+        return fail(prog, f"could not read {files} ({error.__cause__ or error}).")
     if training_args.should_log:
         print(json.dumps({k: v for k, v in metrics.items() if k.startswith("eval_")}, indent=2))
         print(f"classifier saved to {training_args.output_dir}")

@@ -23,8 +23,8 @@ class PushArguments:
 def main(argv: list[str]) -> int:
     parser = HfArgumentParser(PushArguments, prog="hf-custom-lm push", description=__doc__)
     parser.add_argument("out_dir", help="a folder written by `hf-custom-lm export`")
-    args, paths = parser.parse_args_into_dataclasses(argv)
     try:
+        args, paths = parser.parse_args_into_dataclasses(argv)
         commit = push(paths.out_dir, args.repo_id, private=args.private, revision=args.revision,
                       commit_message=args.commit_message)
     except (FileNotFoundError, ValueError, LocalTokenNotFoundError, HfHubHTTPError) as error:

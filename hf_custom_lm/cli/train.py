@@ -70,7 +70,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.setLevel(level)
 
 
-def fail(prog: str, error: Exception) -> int:
+# Bad input or a bad environment (a path missing or not writable, a full disk, a folder that is not a model):
+# reported in one line, exit code 2. Other exceptions are bugs and keep their traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def fail(prog: str, error: Exception | str) -> int:
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 2
 
@@ -81,12 +86,12 @@ def main(argv: list[str]) -> int:
 
     try:
         model_args, data_args, training_args = parse_train_args(argv)
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         return fail("hf-custom-lm train", error)
     configure_logging(logging.INFO if training_args.should_log else logging.WARNING)
     try:
         metrics = train_language_model(model_args, data_args, training_args)
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
+    except (*USER_ERRORS, NonFiniteLossError) as error:
         return fail("hf-custom-lm train", error)
     if training_args.should_log:
         print(

@@ -42,17 +42,21 @@ def main(argv: list[str]) -> int:
     from ..tokenization import train_tokenizer
 
     parser = HfArgumentParser(TrainTokenizerArguments, prog=PROG, description=__doc__.split("\n\n")[0])
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
     try:
+        (args,) = parser.parse_args_into_dataclasses(args=argv)
         if (args.files is None) == (args.dataset_name is None):
             raise ValueError("pass exactly one of --files (UTF-8 text files) or --dataset_name.")
         dataset = None
         if args.dataset_name is not None:
             import datasets
 
-            dataset = datasets.load_dataset(
-                args.dataset_name, args.dataset_config_name, data_files=args.data_files, split=args.dataset_split
-            )
+            try:
+                dataset = datasets.load_dataset(
+                    args.dataset_name, args.dataset_config_name, data_files=args.data_files, split=args.dataset_split
+                )
+            except datasets.exceptions.DatasetGenerationError as error:
+                source = ", ".join(args.data_files or [args.dataset_name])
+                raise ValueError(f"could not read {source} ({error.__cause__ or error}).") from error
         tokenizer = train_tokenizer(
             files=args.files,
             dataset=dataset,
@@ -64,7 +68,7 @@ def main(argv: list[str]) -> int:
             text_column=args.text_column,
             output_dir=args.output_dir,
         )
-    except (ValueError, FileNotFoundError, TypeError) as error:
+    except (ValueError, OSError, TypeError) as error:  # OSError: also an output_dir that cannot be written
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     print(f"Saved a byte-level BPE tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
