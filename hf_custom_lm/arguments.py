@@ -183,6 +183,8 @@ class ClassifierArguments:
             raise ValueError(
                 f"`validation_split_percentage` must be between 1 and 99, got {self.validation_split_percentage}."
             )
+        if self.max_length < 1:
+            raise ValueError(f"`max_length` must be at least 1 token, got {self.max_length}.")
 
 
 @dataclass

@@ -34,15 +34,20 @@ def _builder(path: str, argument: str) -> str:
     return builder
 
 
+def _load_split(path: str, split: str):
+    builder = _builder(path, f"{split}_file")
+    try:
+        return load_dataset(builder, data_files={split: path}, split=split)
+    except ValueError as err:  # e.g. a header-only CSV: datasets names the split, not the file
+        raise ValueError(f"Could not read the {split} file {path!r}: {err} Does it hold any rows?") from err
+
+
 def load_labelled_dataset(args: ClassifierArguments, seed: int = 42) -> tuple[DatasetDict, list[str]]:
     """`{"train", "validation"}` splits with `text` and integer `label` columns, and the label names."""
     files = {"train": args.train_file}
     if args.validation_file:
         files["validation"] = args.validation_file
-    builders = {split: _builder(path, f"{split}_file") for split, path in files.items()}
-    splits = DatasetDict({
-        split: load_dataset(builders[split], data_files={split: files[split]}, split=split) for split in files
-    })
+    splits = DatasetDict({split: _load_split(path, split) for split, path in files.items()})
     for split, dataset in splits.items():
         for column in (args.text_column_name, args.label_column_name):
             if column not in dataset.column_names:
