@@ -136,11 +136,14 @@ def test_a_signal_mid_run_leaves_a_checkpoint_that_resumes(tmp_path, tokenizer_d
         "--cache_dir", str(tmp_path / "cache"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: an unread pipe fills up with the run's logs and blocks the child.
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and last_complete_checkpoint(run) is None:
-            assert process.poll() is None, process.stderr.read()
+            assert process.poll() is None, log.read_text()[-4000:]
             time.sleep(0.2)
         time.sleep(0.5)  # land somewhere between saves, possibly inside one
         process.send_signal(signum)
