@@ -139,7 +139,10 @@ def test_a_signal_mid_run_leaves_a_checkpoint_that_resumes(tmp_path, tokenizer_d
     # stderr to a file, not a pipe: an unread pipe fills up with the run's logs and blocks the child.
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        # A shell that starts this suite in the background (`make test &`) ignores SIGINT, and children inherit
+        # that; restore the default so the child's Python turns SIGINT into KeyboardInterrupt as in a terminal.
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 120
         while time.time() < deadline and last_complete_checkpoint(run) is None:
