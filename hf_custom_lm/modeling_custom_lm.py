@@ -56,7 +56,7 @@ class RMSNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, eps):
         rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
         ctx.save_for_backward(x, weight, rstd)
-        return x * rstd * weight
+        return (x * rstd).mul_(weight)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -67,8 +67,8 @@ class RMSNormFunction(torch.autograd.Function):
             grad_weight = (grad_output * normed).flatten(0, -2).sum(0)
         grad_normed = grad_output * weight
         # d/dx (x * rstd) = rstd * (g - normed * mean(g * normed))
-        grad_x = rstd * (grad_normed - normed * (grad_normed * normed).mean(-1, keepdim=True))
-        return grad_x, grad_weight, None
+        grad_x = torch.addcmul(grad_normed, normed, (grad_normed * normed).mean(-1, keepdim=True), value=-1)
+        return grad_x.mul_(rstd), grad_weight, None
 
 
 class CustomLMRMSNorm(nn.Module):
@@ -175,7 +175,7 @@ def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 2):
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
     half = q.shape[-1] // 2
-    return q * cos + q.roll(half, dims=-1) * sin, k * cos + k.roll(half, dims=-1) * sin
+    return torch.addcmul(q * cos, q.roll(half, dims=-1), sin), torch.addcmul(k * cos, k.roll(half, dims=-1), sin)
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
