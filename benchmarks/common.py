@@ -32,6 +32,7 @@ import transformers  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM  # noqa: E402
+from hf_custom_lm.llama_export import to_llama_config  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -60,22 +61,7 @@ def custom_config(size: Size) -> CustomLMConfig:
 
 def llama_config_like(config: CustomLMConfig) -> LlamaConfig:
     """The LlamaConfig whose model takes our state dict unchanged (same maths, same names)."""
-    return LlamaConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.hidden_size,
-        intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_key_value_heads,
-        head_dim=config.head_dim,
-        max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.rms_norm_eps,
-        rope_parameters=dict(config.rope_parameters),
-        tie_word_embeddings=config.tie_word_embeddings,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-    )
+    return to_llama_config(config)
 
 
 def build_custom(size: Size, seed: int = 0) -> CustomLMForCausalLM:
