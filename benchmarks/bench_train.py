@@ -103,6 +103,9 @@ def run(quick: bool = False) -> dict:
                     "mfu": tps * flops[name] / peaks[dtype],
                     "ours_over_this": ours_tps / tps,
                     "tokens_per_cpu_s": tokens_per_step / median(cpu_samples[name]),
+                    # CPU seconds per wall second: the torch thread count when the machine is free, ~1 when a
+                    # neighbour holds a core
+                    "cores_busy": median(cpu_samples[name]) / median(secs),
                     "ours_over_this_cpu": median(cpu_samples[name]) / ours_cpu,
                     "flops_per_token": flops[name],
                     "step_seconds": secs,
@@ -127,7 +130,8 @@ def run(quick: bool = False) -> dict:
               f"GFLOP/s (the MFU denominator), median {matmul_flops(median(secs)) / 1e9:.0f} GFLOP/s")
     print_table(
         [{**r, "mfu_%": 100 * r["mfu"]} for r in rows],
-        ["model", "dtype", "compile", "tokens_per_s", "mfu_%", "ours_over_this", "tokens_per_cpu_s", "ours_over_this_cpu"],
+        ["model", "dtype", "compile", "tokens_per_s", "mfu_%", "ours_over_this", "tokens_per_cpu_s", "ours_over_this_cpu",
+         "cores_busy"],
         f"Training throughput, batch {size.batch_size} x context {size.context}, median of "
         f"{repeats[torch.float32]} (fp32) / {repeats[torch.bfloat16]} (bf16) interleaved steps after {warmup} warm-up",
     )

@@ -54,7 +54,7 @@ def markdown_report(suffix: str = "") -> str:
             [{**row, "mfu_pct": 100 * row["mfu"]} for row in train["rows"]],
             {"model": "model", "dtype": "dtype", "compile": "compiled", "tokens_per_s": "tokens/s",
              "mfu_pct": "MFU %", "ours_over_this": "ours / this", "tokens_per_cpu_s": "tokens/CPU-s",
-             "ours_over_this_cpu": "ours / this (CPU)"},
+             "ours_over_this_cpu": "ours / this (CPU)", "cores_busy": "CPU-s per s"},
         ),
         "\n### Trainer overhead\n",
         markdown_table(overhead["rows"], {"path": "path", "step_s": "step s", "tokens_per_s": "tokens/s",
