@@ -105,7 +105,8 @@ class CustomLMLayerNorm(nn.LayerNorm):
 
 
 def build_dropout(p: float) -> nn.Module:
-    """Identity when p is 0 (the default): one module call fewer per residual branch in every step."""
+    """Identity when p is 0 (the default): the residual branches then skip a dropout call that could only
+    return its input, twice per layer in every step."""
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
