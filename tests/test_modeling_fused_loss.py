@@ -1,0 +1,51 @@
+"""Training mode computes the loss without logits; it must equal the standard path exactly enough."""
+
+import pytest
+import torch
+
+from hf_custom_lm import CustomLMForCausalLM
+from hf_custom_lm.modeling_custom_lm import RMSNormFunction, SiLUMulFunction
+
+from .conftest import tiny_config
+
+
+def loss_and_grads(model, ids, labels, **kwargs):
+    model.zero_grad()
+    out = model(ids, labels=labels, **kwargs)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("num_items", [None, 37])
+def test_fused_training_loss_matches_the_logits_path(seeded, num_items):
+    model = CustomLMForCausalLM(tiny_config())
+    ids = torch.randint(2, 512, (3, 11))
+    labels = ids.clone()
+    labels[0, :5] = -100
+    kwargs = {} if num_items is None else {"num_items_in_batch": torch.tensor(num_items)}
+    model.train()
+    fused, fused_grads = loss_and_grads(model, ids, labels, **kwargs)
+    assert fused.logits is None
+    model.eval()  # no dropout in the tiny config: same maths, standard loss on full logits
+    plain, plain_grads = loss_and_grads(model, ids, labels, **kwargs)
+    assert plain.logits is not None
+    torch.testing.assert_close(fused.loss, plain.loss, atol=1e-6, rtol=1e-6)
+    for name in plain_grads:
+        torch.testing.assert_close(fused_grads[name], plain_grads[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_hooked_head_falls_back_to_full_logits(seeded):
+    model = CustomLMForCausalLM(tiny_config()).train()
+    model.lm_head.register_forward_hook(lambda module, args, output: output)
+    ids = torch.randint(2, 512, (2, 6))
+    assert model(ids, labels=ids).logits.shape == (2, 6, 512)
+
+
+def test_custom_autograd_functions_pass_gradcheck():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: RMSNormFunction.apply(a, b, 1e-6), (x, w))
+    gate = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(SiLUMulFunction.apply, (gate, up))
