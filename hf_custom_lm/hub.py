@@ -27,8 +27,8 @@ FORMATS = ("custom_lm", "llama")
 # (a code file, a shard) survives into a folder of another format.
 EXPORT_FILES = (
     "config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-    "configuration_custom_lm.py", "modeling_custom_lm.py", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "chat_template.jinja", "README.md", LOSS_CURVE_FILENAME,
+    "configuration_custom_lm.py", "modeling_custom_lm.py", "cache_custom_lm.py", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md", LOSS_CURVE_FILENAME,
 )
 # Training artefacts a run folder may hold next to an export; never uploaded (checkpoints are large,
 # `.bin`/`.pt` files are pickles).

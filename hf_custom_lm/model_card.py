@@ -360,7 +360,8 @@ def _usage(model_id: str, format: str, example_prompt: str) -> tuple[str, str, s
         head = f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\nmodel_id = "{model_id}"\n'
     else:
         intro = (
-            "The model's code ships in this repository (`configuration_custom_lm.py`, `modeling_custom_lm.py`), "
+            "The model's code ships in this repository (`configuration_custom_lm.py`, `modeling_custom_lm.py`, "
+            "`cache_custom_lm.py`), "
             "so it loads with `trust_remote_code=True`. That code runs on your machine with your permissions: "
             "read it, then pin the commit you read with `revision`, so that a later push to the repository "
             "cannot change what runs. `list_repo_commits` gives the newest commit; once reviewed, write its "

@@ -24,8 +24,8 @@ def test_export_writes_a_complete_folder(tmp_path, tokenizer):
 
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "configuration_custom_lm.py", "modeling_custom_lm.py", "README.md"} <= names
-    for code in ("configuration_custom_lm.py", "modeling_custom_lm.py"):  # the package's own files
+            "configuration_custom_lm.py", "modeling_custom_lm.py", "cache_custom_lm.py", "README.md"} <= names
+    for code in ("configuration_custom_lm.py", "modeling_custom_lm.py", "cache_custom_lm.py"):  # the package's own
         assert filecmp.cmp(folder / code, PACKAGE_DIR / code, shallow=False)
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {

@@ -132,7 +132,7 @@ def test_push_creates_repo_and_commits_every_exported_file(online, exported, mon
     assert header["value"]["summary"] == "First upload"
     assert files == expected_files(exported)
     assert {"config.json", "model.safetensors", "README.md", "modeling_custom_lm.py",
-            "configuration_custom_lm.py", "tokenizer.json", "generation_config.json"} <= set(files)
+            "configuration_custom_lm.py", "cache_custom_lm.py", "tokenizer.json", "generation_config.json"} <= set(files)
     assert commit.oid in commit.commit_url and len(commit.oid) == 40
     out, err = capfd.readouterr()
     assert TOKEN not in out + err + caplog.text
