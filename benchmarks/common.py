@@ -141,6 +141,29 @@ def matmul_flops(seconds: float, n: int = PEAK_MATMUL_SIZE) -> float:
     return 2 * n**3 / seconds
 
 
+# The kernels every contender needs in the same number: matrix products and fused attention (forward and
+# backward). What a step spends outside them (elementwise work, the loss, copies, Python) is what a model's
+# implementation can remove.
+KERNEL_OPS = frozenset(
+    {
+        "aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm",
+        "aten::_scaled_dot_product_flash_attention_for_cpu",
+        "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+        "mkldnn::_linear_pointwise",
+    }
+)
+
+
+def kernel_seconds(fn: Callable[[], None]) -> float:
+    """Seconds one call of `fn` spends inside `KERNEL_OPS`, from one run under torch.profiler (self time:
+    a kernel's own time, not counting ops it calls)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in KERNEL_OPS) / 1e6
+
+
 def interleaved(
     contenders: dict[str, Callable[[], None]], warmup: int, repeats: int, calls_per_sample: int = 1
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:

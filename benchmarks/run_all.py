@@ -51,10 +51,11 @@ def markdown_report(suffix: str = "") -> str:
         + f". Batch {train['size']['batch_size']} x context {train['size']['context']}. Graph breaks in a training "
         "forward (`torch._dynamo.explain`): " + ", ".join(f"{k} {v}" for k, v in train["graph_breaks"].items()) + ".\n",
         markdown_table(
-            [{**row, "mfu_pct": 100 * row["mfu"]} for row in train["rows"]],
+            [{**row, "mfu_pct": 100 * row["mfu"], "kernel_pct": 100 * row["kernel_share"]} for row in train["rows"]],
             {"model": "model", "dtype": "dtype", "compile": "compiled", "tokens_per_s": "tokens/s",
              "mfu_pct": "MFU %", "ours_over_this": "ours / this", "tokens_per_cpu_s": "tokens/CPU-s",
-             "ours_over_this_cpu": "ours / this (CPU)", "cores_busy": "CPU-s per s"},
+             "ours_over_this_cpu": "ours / this (CPU)", "cores_busy": "CPU-s per s",
+             "kernel_pct": "in matmul + attention kernels %", "ceiling_over_this": "ceiling ours / this"},
         ),
         "\n### Trainer overhead\n",
         markdown_table(overhead["rows"], {"path": "path", "step_s": "step s", "tokens_per_s": "tokens/s",

@@ -8,13 +8,14 @@ Where it is faster and leaner than Llama while computing the same function (see 
 training mode the loss is fused with the output projection and never builds the (B, T, V) logits;
 RMSNorm and SwiGLU keep fewer activations for the backward pass; rotary positions need one `roll`
 instead of chunk, negate and concatenate; under autocast, norms and rotary tables hand the projections
-tensors already in the autocast dtype.
+tensors already in the autocast dtype. In generation the default dynamic cache appends in place
+(`cache_custom_lm.py`) instead of concatenating the whole cache at every step.
 
 Shape legend: B batch, T query length, S key length (cache + T), D hidden_size, H attention heads,
 Hkv key/value heads, hd head_dim, V vocab_size.
 
-This file is copied to the Hub with `configuration_custom_lm.py`; it imports only torch,
-transformers and that config, and no private transformers decorators.
+This file is copied to the Hub with `configuration_custom_lm.py` and `cache_custom_lm.py`; it imports
+only torch, transformers and those two, and no private transformers decorators.
 """
 
 import math
