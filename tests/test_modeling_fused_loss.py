@@ -46,6 +46,8 @@ def test_custom_autograd_functions_pass_gradcheck():
     x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
     w = torch.randn(8, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: RMSNormFunction.apply(a, b, 1e-6), (x, w))
+    frozen = w.detach()  # the other branch of the backward pass: no weight gradient to share work with
+    assert torch.autograd.gradcheck(lambda a: RMSNormFunction.apply(a, frozen, 1e-6), (x,))
     gate = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     up = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(SiLUMulFunction.apply, (gate, up))
