@@ -20,7 +20,7 @@ from benchmarks.common import (
     build_llama,
     build_nanogpt,
     interleaved,
-    kernel_seconds,
+    kernel_share,
     matmul_call,
     matmul_flops,
     median,
@@ -85,7 +85,7 @@ def run(quick: bool = False) -> dict:
             samples, cpu_samples = interleaved(contenders, warmup=warmup, repeats=repeats[dtype])
             matmul_seconds[dtype] += samples.pop("matmul")
             cpu_samples.pop("matmul")
-            kernels = {name: kernel_seconds(contenders[name]) for name in models}  # one profiled step each
+            kernels = {name: kernel_share(contenders[name]) for name in models}  # one profiled step each
             flops = {name: train_flops_per_token(m, size) for name, m in models.items()}
             settings.append((compiled, dtype, samples, cpu_samples, kernels, flops))
             del models, contenders
@@ -111,11 +111,10 @@ def run(quick: bool = False) -> dict:
                     # neighbour holds a core
                     "cores_busy": median(cpu_samples[name]) / median(secs),
                     "ours_over_this_cpu": median(cpu_samples[name]) / ours_cpu,
-                    # time in matmul and attention kernels (one profiled step), and the ratio ours would reach
-                    # over this contender if ours spent no time at all outside those kernels
-                    "kernel_s": kernels[name],
-                    "kernel_share": min(1.0, kernels[name] / median(secs)),
-                    "ceiling_over_this": median(secs) / kernels["ours"],
+                    # share of a step in matmul and attention kernels (one profiled step), and the ratio ours
+                    # would reach over this contender if ours spent no time at all outside those kernels
+                    "kernel_share": kernels[name],
+                    "ceiling_over_this": median(secs) / (kernels["ours"] * median(samples["ours"])),
                     "flops_per_token": flops[name],
                     "step_seconds": secs,
                     "step_cpu_seconds": cpu_samples[name],

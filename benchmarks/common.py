@@ -154,14 +154,18 @@ KERNEL_OPS = frozenset(
 )
 
 
-def kernel_seconds(fn: Callable[[], None]) -> float:
-    """Seconds one call of `fn` spends inside `KERNEL_OPS`, from one run under torch.profiler (self time:
-    a kernel's own time, not counting ops it calls)."""
+def kernel_share(fn: Callable[[], None]) -> float:
+    """The fraction of one call of `fn` spent inside `KERNEL_OPS` (self time: a kernel's own time, not
+    counting ops it calls), from one run under torch.profiler. A fraction of the same profiled call, so a
+    slow-down of that one call cancels out; the profiler's own cost, larger for many small ops, lowers it
+    a little."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
         fn()
-    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in KERNEL_OPS) / 1e6
+        wall = time.perf_counter() - start
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in KERNEL_OPS) / 1e6 / wall
 
 
 def interleaved(
