@@ -7,7 +7,8 @@ along the sequence axis and copies only the new tokens into it; the buffer grows
 `MIN_SPARE_TOKENS`) when full, so appending is amortised O(1). `keys` and `values` remain tensors of shape
 (B, Hkv, S, hd), views of the filled part of the buffer, so every reader of a `DynamicLayer` (masks,
 `crop`, beam search reordering, offloading, legacy tuples) works unchanged; whoever replaces `keys`
-(crop, reorder, offload) makes the next update start a new buffer from the replacement.
+(crop, reorder, offload) makes the next update start a new buffer from the replacement. Under
+`torch.compile`, and when the keys need gradients, it concatenates like `DynamicLayer`.
 
 This file is copied to the Hub next to `modeling_custom_lm.py`, which imports it; it imports only torch
 and transformers.
@@ -41,8 +42,11 @@ class GrowingDynamicLayer(DynamicLayer):
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Writing in place into tensors autograd saved would break the backward pass: concatenate then.
-        if key_states.requires_grad or value_states.requires_grad:
+        # Concatenate, as DynamicLayer does, when writing in place would break the backward pass (autograd
+        # saved the cached tensors) and under torch.compile (inductor cannot compile a buffer whose capacity
+        # is symbolic: "Expected !size_bytes_is_heap_allocated_").
+        if key_states.requires_grad or value_states.requires_grad or torch.compiler.is_compiling():
+            self._key_buffer = self._value_buffer = None
             return super().update(key_states, value_states, *args, **kwargs)
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)

@@ -132,3 +132,20 @@ def test_a_long_continuation_crosses_buffer_growth_with_the_same_logits():
         steps = [model(ids[:, :30], cache=cache, use_cache=True).logits]
         steps += [model(ids[:, t : t + 1], cache=cache, use_cache=True).logits for t in range(30, ids.shape[1])]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_compiled_forward_generates_the_same_tokens():
+    # Inductor cannot compile the growing buffer (symbolic capacity): under torch.compile the layers concatenate.
+    model = model_for(max_position_embeddings=512)
+    prompt = torch.randint(2, 512, (2, 7))
+    # past MIN_SPARE_TOKENS: the first buffer would have to grow inside the compiled graph
+    kwargs = dict(max_new_tokens=MIN_SPARE_TOKENS + 8, do_sample=False, pad_token_id=1, eos_token_id=None)
+    expected = model.generate(prompt, **kwargs)
+    torch._dynamo.reset()
+    model.forward = torch.compile(model.forward)
+    try:
+        assert torch.equal(model.generate(prompt, **kwargs), expected)
+    finally:
+        del model.forward
+        torch._dynamo.reset()
