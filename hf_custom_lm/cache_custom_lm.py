@@ -4,7 +4,9 @@ transformers' `DynamicLayer` appends a decoding step's keys and values with `tor
 whole cache of every layer at every step: O(S) work per token, and at batch 8 a third of a decoding step
 on CPU (measured in benchmarks/). `GrowingDynamicLayer` keeps keys and values in a buffer with spare room
 along the sequence axis and copies only the new tokens into it; the buffer grows by a quarter (at least
-`MIN_SPARE_TOKENS`) when full, so appending is amortised O(1). `keys` and `values` remain tensors of shape
+`MIN_SPARE_TOKENS`) when full, so appending is amortised O(1). The first tokens' tensors are kept as they
+come (not copied, where `torch.cat` would copy them; no spare room), so a forward that never decodes
+costs no more than with `DynamicLayer`. `keys` and `values` remain tensors of shape
 (B, Hkv, S, hd), views of the filled part of the buffer, so every reader of a `DynamicLayer` (masks,
 `crop`, beam search reordering, offloading, legacy tuples) works unchanged; whoever replaces `keys`
 (crop, reorder, offload) makes the next update start a new buffer from the replacement. Under
@@ -52,12 +54,17 @@ class GrowingDynamicLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         length = self.get_seq_length()
         new_length = length + key_states.shape[-2]
-        if not self._owns_keys(new_length):
-            capacity = new_length + max(MIN_SPARE_TOKENS, new_length // 4)
-            self._key_buffer = self._grow(self.keys, key_states, length, capacity)
-            self._value_buffer = self._grow(self.values, value_states, length, capacity)
-        self._key_buffer[:, :, length:new_length].copy_(key_states)
-        self._value_buffer[:, :, length:new_length].copy_(value_states)
+        if length == 0:
+            # The first tokens (a prompt, or a forward that never decodes: evaluation) are kept as given, with
+            # no copy and no spare room; room comes with the first append.
+            self._key_buffer, self._value_buffer = key_states, value_states
+        else:
+            if not self._owns_keys(new_length):
+                capacity = new_length + max(MIN_SPARE_TOKENS, new_length // 4)
+                self._key_buffer = self._grow(self.keys, key_states, length, capacity)
+                self._value_buffer = self._grow(self.values, value_states, length, capacity)
+            self._key_buffer[:, :, length:new_length].copy_(key_states)
+            self._value_buffer[:, :, length:new_length].copy_(value_states)
         self.keys = self._key_view = self._key_buffer[:, :, :new_length]
         self.values = self._value_view = self._value_buffer[:, :, :new_length]
         return self.keys, self.values

@@ -64,14 +64,18 @@ def test_growing_layer_holds_what_a_concatenating_layer_holds(operations):
 
 def test_decoding_steps_append_without_reallocating():
     layer = GrowingDynamicLayer()
-    layer.update(torch.randn(1, 2, 10, 4), torch.randn(1, 2, 10, 4))
+    prompt_keys = torch.randn(1, 2, 10, 4)
+    keys, _ = layer.update(prompt_keys, torch.randn(1, 2, 10, 4))
+    assert keys.data_ptr() == prompt_keys.data_ptr()  # the prompt is kept as given: no copy, no spare room
+    layer.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4))  # the first append makes the room
     buffer = layer._key_buffer
+    assert buffer.shape[-2] == 11 + MIN_SPARE_TOKENS
     for _ in range(MIN_SPARE_TOKENS):
         keys, _ = layer.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4))
         assert keys.data_ptr() == buffer.data_ptr()  # written into the spare room, nothing copied
-    assert layer.get_seq_length() == 10 + MIN_SPARE_TOKENS
+    assert layer.get_seq_length() == 11 + MIN_SPARE_TOKENS
     layer.update(torch.randn(1, 2, 1, 4), torch.randn(1, 2, 1, 4))  # room exhausted: one larger buffer
-    assert layer._key_buffer is not buffer and layer.get_seq_length() == 11 + MIN_SPARE_TOKENS
+    assert layer._key_buffer is not buffer and layer.get_seq_length() == 12 + MIN_SPARE_TOKENS
 
 
 def test_keys_that_need_gradients_are_concatenated_not_written_in_place():
