@@ -86,9 +86,10 @@ class CustomLMRMSNorm(nn.Module):
     """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale.
 
     With fp32 input and weight: when gradients are recorded (training, with or without autocast) through
-    `RMSNormFunction`, which saves less for the backward pass; otherwise through torch's fused `rms_norm`. Under autocast the output is cast once to
-    the autocast dtype, which every projection reading it would otherwise cast again (q, k, v: three
-    copies, and three casts back in the backward pass).
+    `RMSNormFunction`, which saves less for the backward pass; otherwise through
+    `torch.nn.functional.rms_norm`. Under autocast the output is cast once to the autocast dtype, which
+    every projection reading it would otherwise cast again (q, k, v: three copies, and three casts back
+    in the backward pass).
     """
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
@@ -101,7 +102,7 @@ class CustomLMRMSNorm(nn.Module):
         if input_dtype == self.weight.dtype == torch.float32:
             if torch.is_grad_enabled():
                 output = RMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon)
-            else:  # inference: one fused kernel instead of seven ops per norm (per generated token, 2L + 1 norms)
+            else:  # inference: one call for seven ops (composite on CPU, but one Python dispatch), 2L + 1 per token
                 output = nn.functional.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
         else:  # half-precision input or weight: Llama's order, normalise in fp32, round, then scale
             hidden_states = hidden_states.to(torch.float32)
