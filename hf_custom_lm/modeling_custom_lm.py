@@ -77,9 +77,9 @@ class RMSNormFunction(torch.autograd.Function):
             dot = (grad_times_normed @ weight).unsqueeze(-1).div_(normed.shape[-1])  # (..., 1)
         else:  # frozen weight (adapters): no product to reuse
             dot = (grad_normed * normed).mean(-1, keepdim=True)
-        # d/dx (x * rstd) = rstd * (g - normed * mean(g * normed)), with g = grad_output * weight
-        grad_x = torch.addcmul(grad_normed, normed, dot, value=-1)
-        return grad_x.mul_(rstd), grad_weight, None
+        # d/dx (x * rstd) = rstd * (g - normed * mean(g * normed)), with g = grad_output * weight; in place in
+        # grad_normed, which nothing else reads
+        return grad_normed.addcmul_(normed, dot, value=-1).mul_(rstd), grad_weight, None
 
 
 class CustomLMRMSNorm(nn.Module):
@@ -183,17 +183,40 @@ def sinusoidal_position_embeddings(position_ids: torch.Tensor, dim: int) -> torc
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
 
 
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: int = 1) -> torch.Tensor:
+    """x * cos + sign * roll(x, hd/2) * sin: two new tensors (the product, the roll), the sum made in place."""
+    return (x * cos).addcmul_(x.roll(x.shape[-1] // 2, dims=-1), sin, value=sign)
+
+
+class RotaryFunction(torch.autograd.Function):
+    """`rotate` with its backward written out: rolling by half the head dimension is its own inverse and
+    moves the sign folded into `sin` to the other half, so the gradient is g * cos - roll(g, hd/2) * sin,
+    the forward's three kernels again, where autograd runs four (two products, a roll, a sum). Only for
+    tables whose sin halves are negatives of each other, as `CustomLMRotaryEmbedding` makes them."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        cos, sin = ctx.saved_tensors
+        return rotate(grad_output, cos, sin, sign=-1), None, None
+
+
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 2):
     """Llama's `x * cos + rotate_half(x) * sin` with rotate_half(x) = cat(-x2, x1) = roll(x, hd/2) * sign,
     the sign already folded into `sin` (see `CustomLMRotaryEmbedding`).
 
     q (B, T, H, hd), k (B, T, Hkv, hd), before the head transpose, so the products run on contiguous
-    memory; cos/sin (B, T, hd), broadcast over the head axis.
+    memory; cos/sin (B, T, hd), broadcast over the head axis; the tables never need gradients.
     """
     cos = cos.unsqueeze(unsqueeze_dim)
     sin = sin.unsqueeze(unsqueeze_dim)
-    half = q.shape[-1] // 2
-    return torch.addcmul(q * cos, q.roll(half, dims=-1), sin), torch.addcmul(k * cos, k.roll(half, dims=-1), sin)
+    if torch.is_grad_enabled() and not (cos.requires_grad or sin.requires_grad):
+        return RotaryFunction.apply(q, cos, sin), RotaryFunction.apply(k, cos, sin)
+    return rotate(q, cos, sin), rotate(k, cos, sin)
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -253,18 +276,21 @@ def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, total_le
 
 class SiLUMulFunction(torch.autograd.Function):
     """silu(gate) * up, keeping gate and up for the backward pass and recomputing silu(gate) there, where
-    autograd would also keep silu(gate): one (B, T, I) activation fewer per layer. Same kernels as autograd."""
+    autograd would also keep silu(gate): one (B, T, I) activation fewer per layer. Same kernels as autograd,
+    each product made in place in a tensor this function just created: two (B, T, I) allocations fewer
+    per layer and step than out-of-place products."""
 
     @staticmethod
     def forward(ctx, gate, up):
         ctx.save_for_backward(gate, up)
-        return nn.functional.silu(gate) * up
+        return nn.functional.silu(gate).mul_(up)
 
     @staticmethod
     def backward(ctx, grad_output):
         gate, up = ctx.saved_tensors
-        grad_gate = torch.ops.aten.silu_backward(grad_output * up, gate)
-        grad_up = grad_output * nn.functional.silu(gate)
+        grad_gate = grad_output * up
+        torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)  # elementwise, in place
+        grad_up = nn.functional.silu(gate).mul_(grad_output)
         return grad_gate, grad_up
 
 
@@ -550,10 +576,13 @@ class LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = torch.empty_like(hidden) if needs_grad[0] else None
             grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad[1] else None
             loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            chunk = max(1, LOSS_CHUNK_LOGITS // weight.shape[0])
+            chunk = min(h.shape[0], max(1, LOSS_CHUNK_LOGITS // weight.shape[0]))
+            # One (chunk, V) buffer for every chunk's logits: a fresh tensor of that size per chunk comes from
+            # new pages of memory, which the kernel must fault in and zero each time.
+            buffer = torch.empty(chunk, weight.shape[0], dtype=dtype, device=hidden.device)
             for start in range(0, h.shape[0], chunk):
                 rows = slice(start, start + chunk)
-                logits = (h[rows] @ w.T).float()  # (n, V)
+                logits = torch.mm(h[rows], w.T, out=buffer[: len(h[rows])]).float()  # (n, V)
                 target_logits = logits.gather(1, safe_targets[rows]).squeeze(1)  # (n,)
                 row_max = logits.amax(dim=-1, keepdim=True)
                 exp_logits = logits.sub_(row_max).exp_()  # in place: the logits are not needed again
@@ -567,7 +596,9 @@ class LinearCrossEntropy(torch.autograd.Function):
                 grad_logits = exp_logits.mul_(row_scale / sum_exp)
                 grad_logits.scatter_add_(1, safe_targets[rows], -row_scale)
                 grad_logits = grad_logits.to(dtype)
-                if grad_hidden is not None:
+                if grad_hidden is not None and grad_hidden.dtype == dtype:
+                    torch.mm(grad_logits, w, out=grad_hidden[rows])  # straight into its rows, no temporary
+                elif grad_hidden is not None:
                     grad_hidden[rows] = grad_logits @ w
                 if grad_weight is not None and dtype == torch.float32:
                     grad_weight.addmm_(grad_logits.T, h[rows])  # accumulates without a (V, D) temporary

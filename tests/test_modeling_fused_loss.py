@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hf_custom_lm import CustomLMForCausalLM
-from hf_custom_lm.modeling_custom_lm import RMSNormFunction, SiLUMulFunction
+from hf_custom_lm.modeling_custom_lm import RMSNormFunction, RotaryFunction, SiLUMulFunction, rotate
 
 from .conftest import tiny_config
 
@@ -51,3 +51,18 @@ def test_custom_autograd_functions_pass_gradcheck():
     gate = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     up = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(SiLUMulFunction.apply, (gate, up))
+
+
+def test_rotary_function_gradient_needs_and_gets_the_sign_folded_into_sin():
+    """The written-out backward holds for tables whose sin halves are negatives of each other, which is what
+    `CustomLMRotaryEmbedding` makes; gradcheck with such tables, and against autograd through `rotate`."""
+    torch.manual_seed(0)
+    half = torch.randn(2, 5, 1, 3, dtype=torch.float64)
+    cos = torch.randn(2, 5, 1, 6, dtype=torch.float64)
+    sin = torch.cat((-half, half), dim=-1)
+    x = torch.randn(2, 5, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: RotaryFunction.apply(a, cos, sin), (x,))
+    grad = torch.randn(2, 5, 4, 6, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(rotate(x, cos, sin), x, grad)
+    (got,) = torch.autograd.grad(RotaryFunction.apply(x, cos, sin), x, grad)
+    torch.testing.assert_close(got, expected)

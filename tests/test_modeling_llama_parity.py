@@ -65,3 +65,21 @@ def test_greedy_generate_matches_llama(seeded):
     theirs = llama.generate(prompt, **kwargs)
     assert ours.shape == (2, 18)
     assert torch.equal(ours, theirs)
+
+
+def test_training_loss_and_gradients_match_llama(seeded):
+    """Training mode runs ours through its own autograd functions (norms, rotary, SwiGLU, the fused loss):
+    the loss and every parameter's gradient must still be Llama's."""
+    model = CustomLMForCausalLM(tiny_config()).train()
+    llama = llama_twin(model).train()
+    input_ids = torch.randint(2, 512, (3, 13))
+    labels = input_ids.clone()
+    labels[1, :4] = -100
+    ours, theirs = model(input_ids, labels=labels), llama(input_ids, labels=labels)
+    assert ours.logits is None  # the fused path ran
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=1e-6, rtol=1e-6)
+    ours.loss.backward()
+    theirs.loss.backward()
+    llama_grads = dict(llama.named_parameters())
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, llama_grads[name].grad, atol=1e-6, rtol=1e-4, msg=name)
