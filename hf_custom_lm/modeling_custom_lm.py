@@ -6,8 +6,9 @@ Llama's, so a state dict loads into `LlamaForCausalLM` unchanged.
 
 Where it is faster and leaner than Llama while computing the same function (see benchmarks/): in
 training mode the loss is fused with the output projection and never builds the (B, T, V) logits;
-RMSNorm and SwiGLU keep fewer activations for the backward pass; rotary positions need one `roll`
-instead of chunk, negate and concatenate; under autocast, norms and rotary tables hand the projections
+RMSNorm and SwiGLU keep fewer activations for the backward pass and make their products in place;
+rotary positions need one `roll` instead of chunk, negate and concatenate, and their backward pass is
+written out (three kernels); under autocast, norms and rotary tables hand the projections
 tensors already in the autocast dtype. In generation the default dynamic cache appends in place
 (`cache_custom_lm.py`) instead of concatenating the whole cache at every step.
 
@@ -50,6 +51,18 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
+def refuse_second_derivative(ctx) -> None:
+    """Called first in a backward pass that cannot be differentiated again (tensors saved without their graph,
+    gradients made in the forward pass, aten's silu_backward): under `create_graph=True` it would return
+    a wrong second derivative, or fail somewhere unrelated, so say what is wrong here."""
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise RuntimeError(
+            f"{type(ctx).__name__.removesuffix('Backward')} cannot be differentiated twice: second-order gradients "
+            "(`create_graph=True`, Hessian-vector products) are not supported by this model's training "
+            "kernels. Compute first-order gradients only."
+        )
+
+
 class RMSNormFunction(torch.autograd.Function):
     """weight * x / rms(x) for fp32 x (..., D), keeping normed = x / rms(x) and 1 / rms(x) (..., 1) for the
     backward pass, where autograd would also keep x: one activation fewer per norm.
@@ -68,6 +81,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        refuse_second_derivative(ctx)
         normed, weight, rstd = ctx.saved_tensors
         grad_weight = None
         grad_normed = grad_output * weight
@@ -287,6 +301,7 @@ class SiLUMulFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        refuse_second_derivative(ctx)
         gate, up = ctx.saved_tensors
         grad_gate = grad_output * up
         torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)  # elementwise, in place
@@ -610,6 +625,7 @@ class LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
+        refuse_second_derivative(ctx)
         grad_hidden, grad_weight = ctx.saved_tensors
         if grad_hidden is not None:
             grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from hf_custom_lm import CustomLMForCausalLM
-from hf_custom_lm.modeling_custom_lm import RMSNormFunction, RotaryFunction, SiLUMulFunction, rotate
+from hf_custom_lm.modeling_custom_lm import (
+    LinearCrossEntropy,
+    RMSNormFunction,
+    RotaryFunction,
+    SiLUMulFunction,
+    rotate,
+)
 
 from .conftest import tiny_config
 
@@ -66,3 +72,21 @@ def test_rotary_function_gradient_needs_and_gets_the_sign_folded_into_sin():
     (expected,) = torch.autograd.grad(rotate(x, cos, sin), x, grad)
     (got,) = torch.autograd.grad(RotaryFunction.apply(x, cos, sin), x, grad)
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("name", ["norm", "swiglu", "loss"])
+def test_second_derivatives_raise_instead_of_being_wrong(name):
+    """The norm and the fused loss save tensors without their graph, and aten's silu_backward has no derivative:
+    asking for a graph of their gradients must raise by name, not return a wrong second derivative."""
+    torch.manual_seed(0)
+    a = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4 if name == "swiglu" else 16 if name == "loss" else 1, 8, dtype=torch.float64, requires_grad=True)
+    if name == "norm":
+        out = RMSNormFunction.apply(a, b[0], 1e-6).pow(2).sum()
+    elif name == "swiglu":
+        out = SiLUMulFunction.apply(a, b).pow(2).sum()
+    else:
+        out = LinearCrossEntropy.apply(a, b, torch.tensor([1, 2, 3, -100]), -100, None, (True, True))
+    with pytest.raises(RuntimeError, match="cannot be differentiated twice"):
+        torch.autograd.grad(out, (a, b), create_graph=True)
+    assert all(g is not None for g in torch.autograd.grad(out, (a, b)))  # first order still works
