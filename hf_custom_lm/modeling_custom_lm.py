@@ -291,8 +291,8 @@ def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, total_le
 class SiLUMulFunction(torch.autograd.Function):
     """silu(gate) * up, keeping gate and up for the backward pass and recomputing silu(gate) there, where
     autograd would also keep silu(gate): one (B, T, I) activation fewer per layer. Same kernels as autograd,
-    each product made in place in a tensor this function just created: two (B, T, I) allocations fewer
-    per layer and step than out-of-place products."""
+    each product made in place in a tensor this function just created: three (B, T, I) allocations fewer
+    per layer and step than out-of-place products (one in the forward pass, two in the backward)."""
 
     @staticmethod
     def forward(ctx, gate, up):
@@ -591,7 +591,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = torch.empty_like(hidden) if needs_grad[0] else None
             grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad[1] else None
             loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            chunk = min(h.shape[0], max(1, LOSS_CHUNK_LOGITS // weight.shape[0]))
+            chunk = max(1, min(h.shape[0], LOSS_CHUNK_LOGITS // weight.shape[0]))
             # One (chunk, V) buffer for every chunk's logits: a fresh tensor of that size per chunk comes from
             # new pages of memory, which the kernel must fault in and zero each time.
             buffer = torch.empty(chunk, weight.shape[0], dtype=dtype, device=hidden.device)

@@ -90,3 +90,12 @@ def test_second_derivatives_raise_instead_of_being_wrong(name):
     with pytest.raises(RuntimeError, match="cannot be differentiated twice"):
         torch.autograd.grad(out, (a, b), create_graph=True)
     assert all(g is not None for g in torch.autograd.grad(out, (a, b)))  # first order still works
+
+
+def test_fused_loss_of_no_rows_is_nan_like_cross_entropy():
+    """Zero rows (an empty batch) must not break the chunk loop: the mean over nothing is nan, as in torch."""
+    hidden = torch.zeros(0, 8, requires_grad=True)
+    weight = torch.randn(16, 8, requires_grad=True)
+    targets = torch.zeros(0, dtype=torch.long)
+    loss = LinearCrossEntropy.apply(hidden, weight, targets, -100, None, (True, True))
+    assert loss.isnan() and torch.nn.functional.cross_entropy(torch.zeros(0, 16), targets).isnan()
