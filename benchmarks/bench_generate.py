@@ -5,7 +5,8 @@ cache, the static cache, and the static cache with the decoding step compiled (`
 `generate` applies on CPU when asked to). End-of-sequence is disabled so every run makes the same number
 of tokens. "dynamic" is the cache each model gets by default: transformers' `DynamicCache`, whose layers
 concatenate, for Llama; the same class with layers that append in place for ours. Tokens/s counts new
-tokens of the whole batch; time to first token is a `max_new_tokens=1` call (prompt forward + one token). Both models must produce the same tokens: that is checked, not assumed.
+tokens of the whole batch; time to first token is a `max_new_tokens=1` call (prompt forward + one
+token). Both models must produce the same tokens: that is checked, not assumed.
 
     .venv/bin/python -m benchmarks.bench_generate [--quick]
 """

@@ -29,10 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import transformers  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, LlamaForCausalLM  # noqa: E402
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM  # noqa: E402
-from hf_custom_lm.llama_export import to_llama_config  # noqa: E402
+from hf_custom_lm.llama_export import to_llama, to_llama_config  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -59,23 +59,18 @@ def custom_config(size: Size) -> CustomLMConfig:
     )
 
 
-def llama_config_like(config: CustomLMConfig) -> LlamaConfig:
-    """The LlamaConfig whose model takes our state dict unchanged (same maths, same names)."""
-    return to_llama_config(config)
-
-
 def build_custom(size: Size, seed: int = 0) -> CustomLMForCausalLM:
     torch.manual_seed(seed)
     return CustomLMForCausalLM(custom_config(size))
 
 
 def build_llama(size: Size, seed: int = 0, weights_from: CustomLMForCausalLM | None = None) -> LlamaForCausalLM:
-    """Llama at the same size; with `weights_from`, a twin holding exactly those weights."""
-    torch.manual_seed(seed)
-    llama = LlamaForCausalLM(llama_config_like(custom_config(size)))
+    """Llama at the same size (the config our state dict loads into); with `weights_from`, a twin holding
+    exactly those weights."""
     if weights_from is not None:
-        llama.load_state_dict(weights_from.state_dict(), strict=True)
-    return llama
+        return to_llama(weights_from)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(to_llama_config(custom_config(size)))
 
 
 def build_gpt2(size: Size, seed: int = 0) -> GPT2LMHeadModel:
