@@ -27,7 +27,9 @@ from transformers import HfArgumentParser
 from benchmarks.bench_train import make_train_step
 from benchmarks.common import Size, build_custom, build_llama
 
-MODEL_FILES = ("configuration_custom_lm.py", "cache_custom_lm.py", "modeling_custom_lm.py")
+MODEL_FILES = ("configuration_custom_lm.py", "cache_custom_lm.py", "kernels_custom_lm.py", "modeling_custom_lm.py")
+# Where the model files lie in a revision: the model folder, or the package root before it existed.
+MODEL_FOLDERS = ("hf_custom_lm/model", "hf_custom_lm")
 
 
 @dataclass
@@ -44,13 +46,16 @@ def model_class_at(revision: str, folder: Path) -> type:
     (package / "__init__.py").write_text("")
     root = Path(__file__).resolve().parent.parent
     for name in MODEL_FILES:
-        shown = subprocess.run(
-            ["git", "show", f"{revision}:hf_custom_lm/{name}"], cwd=root, capture_output=True, text=True
-        )
-        if shown.returncode == 0:
-            (package / name).write_text(shown.stdout)
-        elif name == "modeling_custom_lm.py":
-            raise SystemExit(f"git show {revision}:hf_custom_lm/{name} failed: {shown.stderr.strip()}")
+        for folder_name in MODEL_FOLDERS:
+            shown = subprocess.run(
+                ["git", "show", f"{revision}:{folder_name}/{name}"], cwd=root, capture_output=True, text=True
+            )
+            if shown.returncode == 0:
+                (package / name).write_text(shown.stdout)
+                break
+        else:
+            if name == "modeling_custom_lm.py":
+                raise SystemExit(f"git show {revision}: no modeling_custom_lm.py in {MODEL_FOLDERS}")
     sys.path.insert(0, str(folder))
     return importlib.import_module("hf_custom_lm_at_revision.modeling_custom_lm").CustomLMForCausalLM
 

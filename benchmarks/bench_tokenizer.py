@@ -39,7 +39,7 @@ import tokenizers  # noqa: E402
 import transformers  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
-from hf_custom_lm.tokenization import bundled_corpus_files, train_tokenizer  # noqa: E402
+from hf_custom_lm.training.tokenization import bundled_corpus_files, train_tokenizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tokenizer.json"
 

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from transformers import TrainerCallback, default_data_collator, get_cosine_schedule_with_warmup
 
 from benchmarks.common import Size, build_custom, median, parse_bench_args, print_table, write_results
-from hf_custom_lm.arguments import LMTrainingArguments
+from hf_custom_lm.training.arguments import LMTrainingArguments
 from hf_custom_lm.training import CustomLMTrainer, build_callbacks
 
 

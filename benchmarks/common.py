@@ -32,7 +32,7 @@ import transformers  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, LlamaForCausalLM  # noqa: E402
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM  # noqa: E402
-from hf_custom_lm.llama_export import to_llama, to_llama_config  # noqa: E402
+from hf_custom_lm.hub.llama import to_llama, to_llama_config  # noqa: E402
 
 
 @dataclass(frozen=True)

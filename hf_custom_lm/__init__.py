@@ -3,6 +3,8 @@
 Importing the package registers `CustomLMConfig` and the model classes with the Auto classes, so
 `AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and `AutoModelForSequenceClassification` resolve
 `model_type="custom_lm"` folders without `trust_remote_code`.
+
+Layers, each importing only the ones below it: `cli` -> `hub` -> `training` -> `loading` -> `model`.
 """
 
 from transformers import (
@@ -12,25 +14,28 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
-from .configuration_custom_lm import CustomLMConfig
-from .modeling_custom_lm import (
+from .model import (
+    CustomLMConfig,
     CustomLMForCausalLM,
     CustomLMForSequenceClassification,
     CustomLMModel,
     CustomLMPreTrainedModel,
 )
-from .tokenization import TOKENIZER_DIR, bundled_corpus_files, load_tokenizer, train_tokenizer
 
 __version__ = "0.1.0"
 
-# Heavier entry points (model card rendering, matplotlib, Hub client) load on first use, so that
-# `import hf_custom_lm` stays as light as registering the Auto classes.
+# Entry points beyond the model load on first use, so that `import hf_custom_lm` stays as light as
+# registering the Auto classes.
 _LAZY = {
-    "export": "hub",
-    "export_run": "hub",
-    "push": "hub",
-    "from_llama": "llama_export",
-    "to_llama": "llama_export",
+    "export": "hub.export",
+    "export_run": "hub.export",
+    "push": "hub.push",
+    "from_llama": "hub.llama",
+    "to_llama": "hub.llama",
+    "TOKENIZER_DIR": "training.tokenization",
+    "bundled_corpus_files": "training.tokenization",
+    "load_tokenizer": "training.tokenization",
+    "train_tokenizer": "training.tokenization",
 }
 
 
@@ -40,6 +45,7 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 AutoConfig.register(CustomLMConfig.model_type, CustomLMConfig, exist_ok=True)
 AutoModel.register(CustomLMConfig, CustomLMModel, exist_ok=True)
@@ -52,13 +58,5 @@ __all__ = [
     "CustomLMModel",
     "CustomLMForCausalLM",
     "CustomLMForSequenceClassification",
-    "export",
-    "export_run",
-    "push",
-    "from_llama",
-    "to_llama",
-    "TOKENIZER_DIR",
-    "bundled_corpus_files",
-    "load_tokenizer",
-    "train_tokenizer",
+    *_LAZY,
 ]

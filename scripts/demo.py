@@ -36,7 +36,8 @@ def main(argv: list[str]) -> int:
     import hf_custom_lm  # noqa: F401  (registers the Auto classes)
     from transformers import pipeline, set_seed
 
-    from hf_custom_lm.cli.train import configure_logging, parse_train_args
+    from hf_custom_lm.cli.common import configure_logging
+    from hf_custom_lm.cli.train import parse_train_args
     from hf_custom_lm.hub import export_run
     from hf_custom_lm.training import train_language_model
 

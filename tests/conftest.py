@@ -48,7 +48,7 @@ def build_tiny_tokenizer(vocab_size: int = 512):
 @pytest.fixture(scope="session")
 def tokenizer():
     """The bundled tokenizer when it is packaged, else a tiny one with the same special-token layout."""
-    from hf_custom_lm.tokenization import TOKENIZER_DIR, load_tokenizer
+    from hf_custom_lm.training.tokenization import TOKENIZER_DIR, load_tokenizer
 
     if (TOKENIZER_DIR / "tokenizer.json").is_file():
         return load_tokenizer()

@@ -9,7 +9,7 @@ from transformers import DynamicCache, StaticCache
 from transformers.cache_utils import DynamicLayer
 
 from hf_custom_lm import CustomLMForCausalLM
-from hf_custom_lm.cache_custom_lm import MIN_SPARE_TOKENS, GrowingDynamicLayer, growing_dynamic_cache
+from hf_custom_lm.model.cache_custom_lm import MIN_SPARE_TOKENS, GrowingDynamicLayer, growing_dynamic_cache
 
 from .conftest import tiny_config
 

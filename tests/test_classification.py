@@ -6,9 +6,9 @@ import json
 import pytest
 from transformers import pipeline
 
-from hf_custom_lm.arguments import ClassifierArguments, ClassifierTrainingArguments
+from hf_custom_lm.training.arguments import ClassifierArguments, ClassifierTrainingArguments
 from hf_custom_lm.cli import main as cli
-from hf_custom_lm.classification import finetune_classifier, load_labelled_dataset
+from hf_custom_lm.training.finetune_classifier import finetune_classifier, load_labelled_dataset
 from hf_custom_lm.training import train_language_model
 
 from .test_training import data_arguments, model_arguments, tokenizer_dir, training_arguments  # noqa: F401

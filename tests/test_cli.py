@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hf_custom_lm import modeling_custom_lm
+from hf_custom_lm.model import modeling_custom_lm
 from hf_custom_lm.cli import main as cli
 from hf_custom_lm.cli.train import parse_train_args
 

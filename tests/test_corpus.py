@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hf_custom_lm.tokenization import CORPUS_DIR, bundled_corpus_files
+from hf_custom_lm.training.tokenization import CORPUS_DIR, bundled_corpus_files
 
 BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_corpus.py"
 

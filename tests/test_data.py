@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, DatasetDict, IterableDatasetDict
 
-from hf_custom_lm import data
-from hf_custom_lm.data import (
-    bits_per_byte,
+from hf_custom_lm.training import data, packing
+from hf_custom_lm.training.data import load_text_dataset
+from hf_custom_lm.training.metrics import bits_per_byte
+from hf_custom_lm.training.packing import (
     bytes_per_token,
     count_bytes_and_tokens,
-    load_text_dataset,
     tokenize_and_pack,
     tokenizer_fingerprint,
 )
@@ -93,7 +93,7 @@ def cache(tmp_path):
 def tokenizer():
     """The bundled tokenizer once it is packaged, else the tiny one with the same special tokens."""
     try:
-        from hf_custom_lm.tokenization import TOKENIZER_DIR, load_tokenizer
+        from hf_custom_lm.training.tokenization import TOKENIZER_DIR, load_tokenizer
     except ImportError:
         return build_tiny_tokenizer()
     return load_tokenizer() if (TOKENIZER_DIR / "tokenizer.json").is_file() else build_tiny_tokenizer()
@@ -101,7 +101,7 @@ def tokenizer():
 
 def bundled_files():
     try:
-        from hf_custom_lm.tokenization import bundled_corpus_files
+        from hf_custom_lm.training.tokenization import bundled_corpus_files
 
         return bundled_corpus_files()
     except (ImportError, FileNotFoundError):
@@ -284,8 +284,8 @@ def test_streaming_packs_lazily_into_the_same_blocks(tmp_path, cache, tokenizer,
 
 def test_rerun_loads_tokenized_blocks_from_cache(tmp_path, cache, tokenizer, monkeypatch):
     calls = []
-    real = data._tokenize_batch
-    monkeypatch.setattr(data, "_tokenize_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = packing._tokenize_batch
+    monkeypatch.setattr(packing, "_tokenize_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
     path = write_docs(tmp_path / "a.jsonl", DOCS)
 
     first = tokenize_and_pack(load_text_dataset(train_file=path, cache_dir=cache), tokenizer, 8)
@@ -303,8 +303,8 @@ def test_rerun_loads_tokenized_blocks_from_cache(tmp_path, cache, tokenizer, mon
 
 def test_in_memory_dataset_is_cached_in_cache_dir(tmp_path, tokenizer, monkeypatch):
     calls = []
-    real = data._tokenize_batch
-    monkeypatch.setattr(data, "_tokenize_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = packing._tokenize_batch
+    monkeypatch.setattr(packing, "_tokenize_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
     raw = DatasetDict({"train": Dataset.from_dict({"text": DOCS})})
     first = tokenize_and_pack(raw, tokenizer, 8, cache_dir=tmp_path / "tok")
     n_calls = len(calls)
@@ -435,7 +435,7 @@ def test_conflicting_or_missing_sources_are_refused(tmp_path):
         load_text_dataset(validation_file=path)
     with pytest.raises(ValueError, match="dataset_name .* brings its own splits"):
         load_text_dataset(dataset_name="someone/corpus", validation_file=path)
-    with pytest.raises(ValueError, match="validation_split_percentage=100"):
+    with pytest.raises(ValueError, match="validation_split_percentage` must be between 0 and 100.*got 100"):
         load_text_dataset(train_file=path, validation_split_percentage=100)
     with pytest.raises(ValueError, match="sample_by='page'"):
         load_text_dataset(train_file=path, sample_by="page")

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM
-from hf_custom_lm.embeddings_init import (
+from hf_custom_lm.training.embeddings_init import (
     init_embeddings_from_vectors,
     projection_matrix,
     read_word_vectors,

@@ -12,10 +12,11 @@ import hf_custom_lm
 from hf_custom_lm import CustomLMForCausalLM, CustomLMForSequenceClassification
 from hf_custom_lm.cli import main as cli_main
 from hf_custom_lm.hub import export, export_run
+from hf_custom_lm.model import CODE_FILES
 
 from .test_hub_support import tiny_model
 
-PACKAGE_DIR = Path(hf_custom_lm.__file__).parent
+PACKAGE_DIR = Path(hf_custom_lm.__file__).parent / "model"
 
 
 def test_export_writes_a_complete_folder(tmp_path, tokenizer):
@@ -24,8 +25,8 @@ def test_export_writes_a_complete_folder(tmp_path, tokenizer):
 
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "configuration_custom_lm.py", "modeling_custom_lm.py", "cache_custom_lm.py", "README.md"} <= names
-    for code in ("configuration_custom_lm.py", "modeling_custom_lm.py", "cache_custom_lm.py"):  # the package's own
+            *CODE_FILES, "README.md"} <= names
+    for code in CODE_FILES:  # the package's own
         assert filecmp.cmp(folder / code, PACKAGE_DIR / code, shallow=False)
     config = json.loads((folder / "config.json").read_text())
     assert config["auto_map"] == {
@@ -119,7 +120,7 @@ def test_cli_export(tmp_path, tokenizer, capsys):
     readme = (tmp_path / "llama" / "README.md").read_text()
     assert "license: mit" in readme and "- someone/stories" in readme and '"someone/tiny-llama"' in readme
 
-    assert cli_main(["export", str(tmp_path / "saved"), str(tmp_path / "llama")]) == 1
+    assert cli_main(["export", str(tmp_path / "saved"), str(tmp_path / "llama")]) == 2  # bad input, as argparse
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses a format that is not a choice
         cli_main(["export", str(tmp_path / "saved"), str(tmp_path / "x"), "--format", "onnx"])

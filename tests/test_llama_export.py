@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from hf_custom_lm import CustomLMForCausalLM
 from hf_custom_lm.hub import export
-from hf_custom_lm.llama_export import from_llama, to_llama
+from hf_custom_lm.hub.llama import from_llama, to_llama
 
 from .test_hub_support import tiny_model
 

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from torch import nn
 
 from hf_custom_lm.hub import export, export_run
-from hf_custom_lm.model_card import loss_curve_figure, target_modules
+from hf_custom_lm.hub.model_card import loss_curve_figure, target_modules
 
 from .test_hub_support import tiny_model, train_tiny_run
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from hf_custom_lm import CustomLMForCausalLM
-from hf_custom_lm.modeling_custom_lm import (
+from hf_custom_lm.model.kernels_custom_lm import (
     LinearCrossEntropy,
     RMSNormFunction,
     RotaryFunction,
     SiLUMulFunction,
-    rotate,
 )
+from hf_custom_lm.model.kernels_custom_lm import _rotate as rotate
 
 from .conftest import tiny_config
 
@@ -40,11 +40,19 @@ def test_fused_training_loss_matches_the_logits_path(seeded, num_items):
         torch.testing.assert_close(fused_grads[name], plain_grads[name], atol=1e-6, rtol=1e-4, msg=name)
 
 
-def test_hooked_head_falls_back_to_full_logits(seeded):
-    model = CustomLMForCausalLM(tiny_config()).train()
-    model.lm_head.register_forward_hook(lambda module, args, output: output)
+def test_fused_loss_off_runs_the_head_and_its_hooks(seeded):
+    """`fused_loss=False` gives training-mode logits through `lm_head` itself, so a hook on the head sees them;
+    with the default the head's forward is skipped and the loss is the same."""
+    model = CustomLMForCausalLM(tiny_config(fused_loss=False)).train()
+    seen = []
+    model.lm_head.register_forward_hook(lambda module, args, output: seen.append(output.shape))
     ids = torch.randint(2, 512, (2, 6))
-    assert model(ids, labels=ids).logits.shape == (2, 6, 512)
+    plain = model(ids, labels=ids)
+    assert plain.logits.shape == (2, 6, 512) and seen == [(2, 6, 512)]
+    model.config.fused_loss = True
+    fused = model(ids, labels=ids)
+    assert fused.logits is None and len(seen) == 1
+    torch.testing.assert_close(fused.loss, plain.loss)
 
 
 def test_custom_autograd_functions_pass_gradcheck():
@@ -61,7 +69,7 @@ def test_custom_autograd_functions_pass_gradcheck():
 
 def test_rotary_function_gradient_needs_and_gets_the_sign_folded_into_sin():
     """The written-out backward holds for tables whose sin halves are negatives of each other, which is what
-    `CustomLMRotaryEmbedding` makes; gradcheck with such tables, and against autograd through `rotate`."""
+    `apply_rotary_pos_emb` makes of Llama's tables; gradcheck with such tables, and against autograd through `rotate`."""
     torch.manual_seed(0)
     half = torch.randn(2, 5, 1, 3, dtype=torch.float64)
     cos = torch.randn(2, 5, 1, 6, dtype=torch.float64)

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-import hf_custom_lm.tokenization as tokenization
+import hf_custom_lm.training.tokenization as tokenization
 from hf_custom_lm.cli import main as cli_main
-from hf_custom_lm.tokenization import TOKENIZER_DIR, bundled_corpus_files, load_tokenizer, train_tokenizer
+from hf_custom_lm.training.tokenization import TOKENIZER_DIR, bundled_corpus_files, load_tokenizer, train_tokenizer
 
 EOT, PAD = "<|endoftext|>", "<|pad|>"
 SMALL_CORPUS = (

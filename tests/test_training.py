@@ -15,10 +15,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
-from hf_custom_lm import data as lm_data
-from hf_custom_lm.arguments import DataArguments, LMTrainingArguments, ModelArguments, fast_bf16_available
-from hf_custom_lm.callbacks import NonFiniteLossError
-from hf_custom_lm.tokenization import bundled_corpus_files
+from hf_custom_lm.training.data import load_text_dataset
+from hf_custom_lm.training.packing import bytes_per_token as count_bytes_per_token
+from hf_custom_lm.training.packing import tokenize_and_pack
+from hf_custom_lm.training.arguments import DataArguments, LMTrainingArguments, ModelArguments, fast_bf16_available
+from hf_custom_lm.training.callbacks import NonFiniteLossError
+from hf_custom_lm.training.tokenization import bundled_corpus_files
 from hf_custom_lm.training import CustomLMTrainer, evaluate_language_model, train_language_model
 
 BLOCK_SIZE = 32
@@ -95,9 +97,9 @@ def test_loss_decreases_and_evaluation_reports_perplexity_and_bits_per_byte(tmp_
     assert eval_losses[2] < eval_losses[0]
 
     # Perplexity and bits per byte are computed from eval_loss and the validation text's bytes per token.
-    raw = lm_data.load_text_dataset(train_file=data_args.train_file, validation_file=data_args.validation_file)
-    blocks = lm_data.tokenize_and_pack(raw, tokenizer, BLOCK_SIZE)
-    bytes_per_token = lm_data.bytes_per_token(blocks["validation"])
+    raw = load_text_dataset(train_file=data_args.train_file, validation_file=data_args.validation_file)
+    blocks = tokenize_and_pack(raw, tokenizer, BLOCK_SIZE)
+    bytes_per_token = count_bytes_per_token(blocks["validation"])
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
     assert metrics["eval_bits_per_byte"] == pytest.approx(metrics["eval_loss"] / math.log(2) / bytes_per_token)
     # ... in every evaluation log, so they reach TensorBoard and the log history, not only the return value

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hf_custom_lm.arguments import DataArguments, LMTrainingArguments, ModelArguments
+from hf_custom_lm.training.arguments import DataArguments, LMTrainingArguments, ModelArguments
 from hf_custom_lm.training import parse_config_overrides, train_language_model
 
 from .test_training import (  # noqa: F401
@@ -56,15 +56,25 @@ def test_unknown_config_override_key_suggests_the_right_one(tmp_path, tokenizer_
 
 
 def test_config_overrides_are_typed_and_checked():
-    assert parse_config_overrides("num_hidden_layers=3,hidden_dropout=0.1,tie_word_embeddings=false,head_dim=none") == {
-        "num_hidden_layers": 3, "hidden_dropout": 0.1, "tie_word_embeddings": False, "head_dim": None,
+    """Typed by transformers' `update_from_string`, as run_clm does; errors name the overrides and the format."""
+    assert parse_config_overrides("num_hidden_layers=3,hidden_dropout=0.1,tie_word_embeddings=false") == {
+        "num_hidden_layers": 3, "hidden_dropout": 0.1, "tie_word_embeddings": False,
     }
-    with pytest.raises(ValueError, match="must be true or false"):
+    with pytest.raises(ValueError, match="tie_word_embeddings=maybe.*cannot be read.*true or false"):
         parse_config_overrides("tie_word_embeddings=maybe")
-    with pytest.raises(ValueError, match="expects int"):
+    with pytest.raises(ValueError, match="hidden_size=wide.*cannot be read"):
         parse_config_overrides("hidden_size=wide")
-    with pytest.raises(ValueError, match="not `key=value`"):
+    with pytest.raises(ValueError, match="cannot be read.*`key=value` pairs"):
         parse_config_overrides("hidden_size")
+
+
+def test_config_overrides_keep_derived_fields_consistent():
+    """`head_dim` follows an overridden `hidden_size` when it is not given itself."""
+    from hf_custom_lm.training import build_config
+    from hf_custom_lm.training.tokenization import load_tokenizer
+
+    config = build_config("tiny", "hidden_size=128", load_tokenizer())
+    assert (config.hidden_size, config.head_dim) == (128, 128 // config.num_attention_heads)
 
 
 def test_tokenizer_larger_than_the_model_vocabulary(tmp_path, tokenizer_dir, tokenizer):

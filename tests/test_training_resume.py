@@ -15,12 +15,12 @@ import torch
 from safetensors.torch import load_file, save
 from transformers import TrainerCallback
 
-from hf_custom_lm.training import (
+from hf_custom_lm.training import train_language_model
+from hf_custom_lm.training.checkpoints import (
     INCOMPLETE_SENTINEL,
     is_complete_checkpoint,
     last_complete_checkpoint,
     resolve_resume_checkpoint,
-    train_language_model,
 )
 
 from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)

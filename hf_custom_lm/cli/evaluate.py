@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from .train import USER_ERRORS, fail
+from .common import USER_ERRORS, fail
 
 
 @dataclass

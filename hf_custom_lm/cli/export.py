@@ -1,11 +1,11 @@
 """`hf-custom-lm export RUN_DIR OUT_DIR [--format llama]`: a self-contained, Hub-ready folder."""
 
-import sys
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
 from ..hub import FORMATS, export_run
+from .common import USER_ERRORS, fail
 
 
 @dataclass
@@ -33,8 +33,7 @@ def main(argv: list[str]) -> int:
             dataset_description=args.dataset_description, datasets=args.datasets or None,
             license=args.license, overwrite=args.overwrite,
         )
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as error:
-        print(f"hf-custom-lm export: error: {error}", file=sys.stderr)
-        return 1
+    except (*USER_ERRORS, TypeError) as error:
+        return fail("hf-custom-lm export", error)
     print(f"Exported {paths.run_dir} to {out_dir} ({args.format}).")
     return 0

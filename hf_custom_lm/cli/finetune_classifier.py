@@ -12,17 +12,14 @@ import json
 import logging
 import sys
 
-from ..arguments import ClassifierArguments, ClassifierTrainingArguments
-from .train import USER_ERRORS, configure_logging, fail, parse_with_config
+from ..training.arguments import ClassifierArguments, ClassifierTrainingArguments
+from .common import USER_ERRORS, configure_logging, fail, parse_with_config
 
 
 def main(argv: list[str]) -> int:
-    from datasets.exceptions import DatasetGenerationError
-
-    from ..callbacks import NonFiniteLossError
-    from ..classification import finetune_classifier
-    from ..loading import check_model_folder
-    from ..training import check_output_dir
+    from ..folders import check_model_folder
+    from ..training import NonFiniteLossError, check_output_dir
+    from ..training.finetune_classifier import finetune_classifier
 
     prog = "hf-custom-lm finetune-classifier"
     try:
@@ -39,9 +36,6 @@ def main(argv: list[str]) -> int:
         metrics = finetune_classifier(args, training_args)
     except (*USER_ERRORS, NonFiniteLossError) as error:
         return fail(prog, error)
-    except DatasetGenerationError as error:  # `datasets` names neither the file nor the cause
-        files = ", ".join(repr(f) for f in (args.train_file, args.validation_file) if f)
-        return fail(prog, f"could not read {files} ({error.__cause__ or error}).")
     if training_args.should_log:
         print(json.dumps({k: v for k, v in metrics.items() if k.startswith("eval_")}, indent=2))
         print(f"classifier saved to {training_args.output_dir}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from .train import USER_ERRORS, fail
+from .common import USER_ERRORS, fail
 
 
 @dataclass
@@ -59,7 +59,7 @@ def generate_text(model_dir: str, args: GenerateArguments) -> list[list[str]]:
     import hf_custom_lm  # noqa: F401  (registers the Auto classes)
     from transformers import pipeline, set_seed
 
-    from ..loading import load_model, load_tokenizer_from
+    from ..folders import load_model, load_tokenizer_from
 
     if not Path(model_dir).is_dir():
         raise FileNotFoundError(f"Model folder {model_dir!r} does not exist; pass a folder written by training.")

@@ -3,13 +3,13 @@
 The token comes from HF_TOKEN or the stored login (`hf auth login`); it is never printed.
 """
 
-import sys
 from dataclasses import dataclass, field
 
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from transformers import HfArgumentParser
 
 from ..hub import push
+from .common import USER_ERRORS, fail
 
 
 @dataclass
@@ -27,9 +27,8 @@ def main(argv: list[str]) -> int:
         args, paths = parser.parse_args_into_dataclasses(argv)
         commit = push(paths.out_dir, args.repo_id, private=args.private, revision=args.revision,
                       commit_message=args.commit_message)
-    except (FileNotFoundError, ValueError, LocalTokenNotFoundError, HfHubHTTPError) as error:
-        print(f"hf-custom-lm push: error: {error}", file=sys.stderr)
-        return 1
+    except (*USER_ERRORS, LocalTokenNotFoundError, HfHubHTTPError) as error:
+        return fail("hf-custom-lm push", error)
     print(f"Pushed {paths.out_dir} to {commit.repo_url} (commit {commit.oid}).")
     print(f'Load this exact commit with revision="{commit.oid}".')
     return 0

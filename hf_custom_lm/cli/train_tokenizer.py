@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from .common import USER_ERRORS, fail
+
 PROG = "hf-custom-lm train-tokenizer"
 
 
@@ -39,7 +41,7 @@ class TrainTokenizerArguments:
 
 
 def main(argv: list[str]) -> int:
-    from ..tokenization import train_tokenizer
+    from ..training.tokenization import train_tokenizer
 
     parser = HfArgumentParser(TrainTokenizerArguments, prog=PROG, description=__doc__.split("\n\n")[0])
     try:
@@ -48,15 +50,12 @@ def main(argv: list[str]) -> int:
             raise ValueError("pass exactly one of --files (UTF-8 text files) or --dataset_name.")
         dataset = None
         if args.dataset_name is not None:
-            import datasets
+            from ..training.data import read_dataset
 
-            try:
-                dataset = datasets.load_dataset(
-                    args.dataset_name, args.dataset_config_name, data_files=args.data_files, split=args.dataset_split
-                )
-            except datasets.exceptions.DatasetGenerationError as error:
-                source = ", ".join(args.data_files or [args.dataset_name])
-                raise ValueError(f"could not read {source} ({error.__cause__ or error}).") from error
+            dataset = read_dataset(
+                args.data_files or [args.dataset_name], args.dataset_name, args.dataset_config_name,
+                data_files=args.data_files, split=args.dataset_split,
+            )
         tokenizer = train_tokenizer(
             files=args.files,
             dataset=dataset,
@@ -68,9 +67,8 @@ def main(argv: list[str]) -> int:
             text_column=args.text_column,
             output_dir=args.output_dir,
         )
-    except (ValueError, OSError, TypeError) as error:  # OSError: also an output_dir that cannot be written
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+    except (*USER_ERRORS, TypeError) as error:  # OSError: also an output_dir that cannot be written
+        return fail(PROG, error)
     print(f"Saved a byte-level BPE tokenizer with {len(tokenizer)} tokens to {args.output_dir}")
     return 0
 

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM
 from hf_custom_lm.cli import main as cli
-from hf_custom_lm.training import save_final
+from hf_custom_lm.folders import save_model_folder
 
 from ..test_training import corpus_text, write_jsonl
 
@@ -50,7 +50,7 @@ def paths(tmp_path_factory, tokenizer):
             "tiny", vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **overrides,
         )
-        save_final(CustomLMForCausalLM(config), tokenizer, root / name)
+        save_model_folder(CustomLMForCausalLM(config), tokenizer, root / name)
 
     model("model")
     model("learned16", position_embedding_type="learned", max_position_embeddings=16)

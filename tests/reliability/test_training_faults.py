@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from hf_custom_lm.callbacks import NonFiniteLossError
+from hf_custom_lm.training.callbacks import NonFiniteLossError
 from hf_custom_lm.cli import main as cli
 from hf_custom_lm.training import is_complete_checkpoint, last_complete_checkpoint, train_language_model
 

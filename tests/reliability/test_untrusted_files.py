@@ -9,7 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM
-from hf_custom_lm.loading import check_model_folder, load_model, load_tokenizer_from
+from hf_custom_lm.folders import check_model_folder, load_model, load_tokenizer_from
 
 from ..conftest import tiny_config
 
@@ -99,7 +99,7 @@ def test_unknown_config_fields_are_reported(tmp_path, caplog):
     config = json.loads((tmp_path / "config.json").read_text())
     config["hiden_size"] = 4096  # a typo
     (tmp_path / "config.json").write_text(json.dumps(config))
-    logger = logging.getLogger("hf_custom_lm.configuration_custom_lm")
+    logger = logging.getLogger("hf_custom_lm.model.configuration_custom_lm")
     logger.addHandler(caplog.handler)
     try:
         AutoConfig.from_pretrained(tmp_path)

@@ -63,6 +63,10 @@ class CustomLMConfig(PreTrainedConfig):
             Dropout on the embeddings and on each residual branch before it is added back.
         layer_norm_eps (`float`, defaults to 1e-5):
             Epsilon of LayerNorm (`rms_norm_eps` is RMSNorm's).
+        fused_loss (`bool`, defaults to `True`):
+            In training mode with `labels`, compute the loss fused with the output projection, which never
+            builds the (B, T, V) logits, so `logits` is None. Set to `False` for code that reads training-mode
+            logits (distillation, custom metrics).
 
     The other fields mean what they mean in `LlamaConfig`.
 
@@ -115,6 +119,7 @@ class CustomLMConfig(PreTrainedConfig):
     position_embedding_type: str = "rope"
     norm_type: str = "rmsnorm"
     mlp_type: str = "gated"
+    fused_loss: bool = True
 
     def __post_init__(self, **kwargs):
         unknown = set(kwargs) - KNOWN_EXTRA_KEYS - set(GenerationConfig._get_default_generation_params())

@@ -33,8 +33,9 @@ import datasets
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
-CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+TOKENIZER_DIR = PACKAGE_DIR / "tokenizer"
+CORPUS_DIR = PACKAGE_DIR / "corpus"
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -5,7 +5,7 @@
 `HfArgumentParser` turns these dataclasses into the `hf-custom-lm train` flags; YAML configs use the same names.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
@@ -23,6 +23,14 @@ def fast_bf16_available() -> bool:
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def check_validation_split_percentage(value: float) -> None:
+    if not 0 < value < 100:
+        raise ValueError(
+            f"`validation_split_percentage` must be between 0 and 100 (exclusive), got {value}: the percent of "
+            "the training data held out for validation when no validation file is given."
+        )
 
 
 @dataclass
@@ -89,10 +97,7 @@ class DataArguments:
             raise ValueError(
                 f"`block_size` must be at least 2 (one input and one target token), got {self.block_size}."
             )
-        if not 0 < self.validation_split_percentage < 100:
-            raise ValueError(
-                f"`validation_split_percentage` must be between 1 and 99, got {self.validation_split_percentage}."
-            )
+        check_validation_split_percentage(self.validation_split_percentage)
 
 
 def _default(name: str, value, **kwargs):
@@ -161,11 +166,6 @@ class LMTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-def argument_names(*dataclass_types) -> set[str]:
-    """Every field name the given argument dataclasses accept (the keys a YAML config may use)."""
-    return {f.name for cls in dataclass_types for f in fields(cls) if f.init}
-
-
 @dataclass
 class ClassifierArguments:
     model_name_or_path: str = field(metadata={"help": "A trained language-model folder (model + tokenizer)."})
@@ -179,10 +179,7 @@ class ClassifierArguments:
     )
 
     def __post_init__(self):
-        if not 0 < self.validation_split_percentage < 100:
-            raise ValueError(
-                f"`validation_split_percentage` must be between 1 and 99, got {self.validation_split_percentage}."
-            )
+        check_validation_split_percentage(self.validation_split_percentage)
         if self.max_length < 1:
             raise ValueError(f"`max_length` must be at least 1 token, got {self.max_length}.")
 

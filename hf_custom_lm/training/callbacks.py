@@ -1,8 +1,12 @@
-"""Trainer callbacks: stop on a non-finite loss."""
+"""Trainer callbacks: stop on a non-finite loss, early stopping that survives a resume."""
 
+import json
 import math
+from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
+
+from .checkpoints import TRAINER_STATE_NAME
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,3 +40,25 @@ class NonFiniteLossCallback(TrainerCallback):
         for key, value in (metrics or {}).items():
             if key.endswith("_loss") and not math.isfinite(value):
                 raise NonFiniteLossError(f"Evaluation {key} is {value} at step {state.global_step}. {ADVICE}")
+
+
+def build_callbacks(training_args, checkpoint: str | Path | None = None) -> list:
+    """The non-finite-loss stop and early stopping; resuming from `checkpoint`, early stopping continues its
+    count of evaluations without improvement (the best metric itself is part of the restored TrainerState)."""
+    callbacks = [NonFiniteLossCallback()]
+    if training_args.early_stopping_patience:
+        early_stopping = EarlyStoppingCallback(
+            early_stopping_patience=training_args.early_stopping_patience,
+            early_stopping_threshold=training_args.early_stopping_threshold,
+        )
+        if checkpoint is not None:
+            # The Trainer restores callback state only with `restore_callback_states_from_checkpoint`, which
+            # also brings back the checkpoint's patience and threshold: keep this run's, restore the count.
+            state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text())
+            saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback") or {}
+            if isinstance(saved, list):  # one entry per EarlyStoppingCallback; ours comes first
+                saved = saved[0]
+            counter = saved.get("attributes", {}).get("early_stopping_patience_counter", 0)
+            early_stopping.early_stopping_patience_counter = counter
+        callbacks.append(early_stopping)
+    return callbacks

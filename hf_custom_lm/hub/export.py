@@ -4,21 +4,18 @@
 generation config, tokenizer, the modelling code (`format="custom_lm"`, loaded with
 `trust_remote_code=True`) or none at all (`format="llama"`, a plain `LlamaForCausalLM`), and a model
 card with its loss-curve figure. `export_run(run_dir, out_dir)` does the same from a training output
-folder or a saved model folder. `push(out_dir, repo_id)` uploads such a folder.
+folder or a saved model folder. `push.push(out_dir, repo_id)` uploads such a folder.
 """
 
 import json
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, get_token
-from huggingface_hub.errors import LocalTokenNotFoundError
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from .llama_export import to_llama
+from ..folders import check_vocab_fits, load_model, load_tokenizer_from, save_model_folder
+from ..model import CODE_FILES, CustomLMForCausalLM
+from ..training.checkpoints import checkpoint_folders
+from .llama import to_llama
 from .model_card import LOSS_CURVE_FILENAME, as_dict, plot_loss_curve, render_model_card
-from .modeling_custom_lm import CustomLMForCausalLM, CustomLMForSequenceClassification, CustomLMModel
 
 logger = logging.getLogger(__name__)
 
@@ -26,53 +23,15 @@ FORMATS = ("custom_lm", "llama")
 # What `export` writes; with `overwrite=True` these are removed first, so no file of an earlier export
 # (a code file, a shard) survives into a folder of another format.
 EXPORT_FILES = (
-    "config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json",
-    "configuration_custom_lm.py", "modeling_custom_lm.py", "cache_custom_lm.py", "tokenizer.json",
+    "config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json", *CODE_FILES,
+    "tokenizer.json",
     "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "README.md", LOSS_CURVE_FILENAME,
 )
-# Training artefacts a run folder may hold next to an export; never uploaded (checkpoints are large,
-# `.bin`/`.pt` files are pickles).
-PUSH_IGNORE_PATTERNS = ["checkpoint-*", "runs/*", "*.pt", "*.pth", "*.bin"]
-
-
-@contextmanager
-def _remote_code_registered(model: CustomLMForCausalLM):
-    """Make `save_pretrained` copy the code files and write `auto_map`, then restore the classes' state.
-
-    `register_for_auto_class` sets a class attribute; restoring it keeps later saves in this process
-    (checkpoints) free of code files. The `auto_map` gains `AutoModel` and
-    `AutoModelForSequenceClassification` too: the same modelling file defines them, and a classifier
-    fine-tuned from this model starts from `AutoModelForSequenceClassification.from_pretrained`.
-    """
-    config, config_class, model_class = model.config, type(model.config), type(model)
-    saved_auto_classes = (config_class._auto_class, model_class._auto_class)
-    saved_auto_map = config.auto_map if hasattr(config, "auto_map") else None
-    module = model_class.__module__.rsplit(".", 1)[-1]
-    try:
-        config_class.register_for_auto_class()
-        model_class.register_for_auto_class("AutoModelForCausalLM")
-        config.auto_map = {
-            **(saved_auto_map or {}),
-            "AutoModel": f"{module}.{CustomLMModel.__name__}",
-            "AutoModelForSequenceClassification": f"{module}.{CustomLMForSequenceClassification.__name__}",
-        }
-        yield
-    finally:
-        config_class._auto_class, model_class._auto_class = saved_auto_classes
-        if saved_auto_map is None:
-            del config.auto_map
-        else:
-            config.auto_map = saved_auto_map
 
 
 def _check_tokenizer(model: CustomLMForCausalLM, tokenizer) -> None:
     config = model.config
-    if len(tokenizer) > config.vocab_size:
-        raise ValueError(
-            f"The tokenizer has {len(tokenizer)} tokens but the model's `vocab_size` is {config.vocab_size}: ids "
-            "past the embedding matrix would fail. Export the tokenizer the model was trained with, or call "
-            "`model.resize_token_embeddings(len(tokenizer))` first."
-        )
+    check_vocab_fits(tokenizer, config)
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id != config.eos_token_id:
         raise ValueError(
             f"The tokenizer's eos token id ({tokenizer.eos_token_id}) differs from the model's `eos_token_id` "
@@ -130,10 +89,9 @@ def export(
 
     if llama is not None:
         llama.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
     else:
-        with _remote_code_registered(model):
-            model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+        save_model_folder(model, tokenizer, out_dir)
 
     trainer_state = as_dict(trainer_state)
     loss_curve = None
@@ -152,12 +110,6 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _checkpoints(run_dir: Path) -> list[Path]:
-    """`checkpoint-N` folders, oldest first."""
-    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
 def load_run(run_dir: str | Path) -> dict:
     """Model, tokenizer, trainer state and final metrics of a training output or saved model folder.
 
@@ -169,7 +121,7 @@ def load_run(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder: pass a training output folder or a saved model folder.")
-    checkpoints = _checkpoints(run_dir)
+    checkpoints = checkpoint_folders(run_dir)[::-1]  # oldest first
     if not (run_dir / "config.json").is_file():
         if checkpoints:
             raise FileNotFoundError(
@@ -192,8 +144,8 @@ def load_run(run_dir: str | Path) -> dict:
         parts = [_read_json(run_dir / name) for name in ("train_results.json", "eval_results.json")]
         metrics = {k: v for part in parts if part for k, v in part.items()} or None
     return {
-        "model": AutoModelForCausalLM.from_pretrained(run_dir),
-        "tokenizer": AutoTokenizer.from_pretrained(run_dir),
+        "model": load_model(run_dir),
+        "tokenizer": load_tokenizer_from(run_dir),
         "trainer_state": trainer_state,
         "metrics": metrics,
         "training_args": _read_json(run_dir / "training_args.json"),
@@ -211,47 +163,4 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "custo
     return export(run.pop("model"), run.pop("tokenizer"), out_dir, format=format, **run, **kwargs)
 
 
-def push(
-    out_dir: str | Path,
-    repo_id: str,
-    *,
-    private: bool = False,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    token: str | None = None,
-):
-    """Create `repo_id` if needed and upload the exported `out_dir` to it; returns the `CommitInfo`.
-
-    The token is `token`, else `HF_TOKEN`, else the stored login (`hf auth login`); it is sent to the Hub
-    only, never printed or logged. `revision` names a branch, created from `main` if missing.
-    """
-    out_dir = Path(out_dir)
-    missing = [name for name in ("config.json", "README.md") if not (out_dir / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{out_dir} is not an exported folder (no {', '.join(missing)}): run `hf-custom-lm export` first."
-        )
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"`repo_id` must be 'namespace/name' (e.g. 'your-user/my-model'), got {repo_id!r}.")
-    token = token or get_token()
-    if not token:
-        raise LocalTokenNotFoundError(
-            "No Hugging Face token: set the HF_TOKEN environment variable or run `hf auth login`."
-        )
-    card_id = ModelCard.load(out_dir / "README.md").data.model_name
-    if card_id is not None and card_id != repo_id:
-        logger.warning(
-            "The model card's usage code names %r, not %r; re-export with `repo_id=%r` (`--repo-id`) so the "
-            "published card loads the right repository.", card_id, repo_id, repo_id,
-        )
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(
-        repo_id=repo_id, folder_path=out_dir, revision=revision, ignore_patterns=list(PUSH_IGNORE_PATTERNS),
-        commit_message=commit_message or f"Upload {out_dir.resolve().name} exported with hf_custom_lm",
-    )
-
-
-__all__ = ["FORMATS", "export", "export_run", "load_run", "push"]
+__all__ = ["FORMATS", "EXPORT_FILES", "export", "export_run", "load_run"]

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from .configuration_custom_lm import CustomLMConfig
-from .modeling_custom_lm import CustomLMForCausalLM
+from ..model import CustomLMConfig, CustomLMForCausalLM
 
 # Fields that mean the same thing in both configs and are copied as they are.
 SHARED_CONFIG_FIELDS = (

@@ -11,12 +11,16 @@ saved as the config's `id2label` / `label2id`, so the pipeline answers with the 
 import logging
 from pathlib import Path
 
-from datasets import ClassLabel, DatasetDict, load_dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from datasets import ClassLabel, DatasetDict
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from ..folders import check_vocab_fits, load_model, load_tokenizer_from, save_model_folder
 from .arguments import ClassifierArguments, ClassifierTrainingArguments
+from .callbacks import build_callbacks
+from .checkpoints import resolve_resume_checkpoint
+from .data import read_dataset
 from .metrics import classification_accuracy
-from .training import CustomLMTrainer, build_callbacks, check_vocab_fits, resolve_resume_checkpoint, save_final
+from .trainer import CustomLMTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ def _builder(path: str, argument: str) -> str:
 def _load_split(path: str, split: str):
     builder = _builder(path, f"{split}_file")
     try:
-        return load_dataset(builder, data_files={split: path}, split=split)
+        return read_dataset([path], builder, data_files={split: path}, split=split)
     except ValueError as err:  # e.g. a header-only CSV: datasets names the split, not the file
         raise ValueError(f"Could not read the {split} file {path!r}: {err} Does it hold any rows?") from err
 
@@ -86,9 +90,10 @@ def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrai
         )
     checkpoint = resolve_resume_checkpoint(training_args)
     splits, names = load_labelled_dataset(args, seed=training_args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    tokenizer = load_tokenizer_from(args.model_name_or_path)
+    model = load_model(
         args.model_name_or_path,
+        AutoModelForSequenceClassification,
         num_labels=len(names),
         id2label=dict(enumerate(names)),
         label2id={name: i for i, name in enumerate(names)},
@@ -109,7 +114,7 @@ def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrai
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=classification_accuracy,
-        callbacks=build_callbacks(training_args),
+        callbacks=build_callbacks(training_args, checkpoint),
         language_model_metrics=False,
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -118,5 +123,5 @@ def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrai
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()
     if training_args.should_save:
-        save_final(trainer.model, tokenizer, training_args.output_dir, training_args)
+        save_model_folder(trainer.model, tokenizer, training_args.output_dir, training_args)
     return {**train_result.metrics, **eval_metrics}

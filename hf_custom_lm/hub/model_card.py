@@ -18,9 +18,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from . import __version__
-from .configuration_custom_lm import CustomLMConfig
-from .llama_export import LLAMA_SETTINGS
+from .. import __version__
+from ..model import CustomLMConfig
+from .llama import LLAMA_SETTINGS
 
 LOSS_CURVE_FILENAME = "loss_curve.png"
 

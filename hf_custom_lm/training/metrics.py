@@ -1,6 +1,6 @@
 """Evaluation metrics: perplexity and bits per byte from a mean cross-entropy, accuracy for classifiers.
 
-Bits per byte (`data.bits_per_byte`) divides by the UTF-8 bytes per token of the evaluated text, so unlike
+Bits per byte divides by the UTF-8 bytes per token of the evaluated text, so unlike
 perplexity it compares models with different tokenizers.
 """
 
@@ -8,7 +8,12 @@ import math
 
 import numpy as np
 
-from .data import bits_per_byte
+
+def bits_per_byte(loss: float, bytes_per_token: float) -> float:
+    """Mean cross-entropy in nats per token -> bits per UTF-8 byte, comparable across tokenizers."""
+    if bytes_per_token <= 0:
+        raise ValueError(f"bytes_per_token={bytes_per_token} must be positive.")
+    return loss / bytes_per_token / math.log(2)
 
 
 def perplexity(loss: float) -> float:

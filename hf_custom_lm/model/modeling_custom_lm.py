@@ -1,22 +1,18 @@
 """CustomLM: a decoder-only Transformer written the way transformers writes Llama.
 
-Reads top to bottom: norms, position encodings, helpers, MLP, attention, decoder layer, pretrained
-base, model, the fused loss, heads. With the default config the maths and the parameter names are
+Reads top to bottom: input checks, norms, position encodings, attention helpers, MLPs, attention, decoder
+layer, pretrained base, model, heads. With the default config the maths and the parameter names are
 Llama's, so a state dict loads into `LlamaForCausalLM` unchanged.
 
-Where it is faster and leaner than Llama while computing the same function (see benchmarks/): in
-training mode the loss is fused with the output projection and never builds the (B, T, V) logits;
-RMSNorm and SwiGLU keep fewer activations for the backward pass and make their products in place;
-rotary positions need one `roll` instead of chunk, negate and concatenate, and their backward pass is
-written out (three kernels); under autocast, norms and rotary tables hand the projections
-tensors already in the autocast dtype. In generation the default dynamic cache appends in place
-(`cache_custom_lm.py`) instead of concatenating the whole cache at every step.
+The speed lives in `kernels_custom_lm.py` behind four plain functions (`rms_norm`, `swiglu`,
+`apply_rotary_pos_emb`, `linear_cross_entropy`); this file reads the same with their plain PyTorch
+expressions. The default dynamic cache appends in place (`cache_custom_lm.py`).
 
 Shape legend: B batch, T query length, S key length (cache + T), D hidden_size, H attention heads,
-Hkv key/value heads, hd head_dim, V vocab_size.
+Hkv key/value heads, hd head_dim, I intermediate_size, V vocab_size.
 
-This file is copied to the Hub with `configuration_custom_lm.py` and `cache_custom_lm.py`; it imports
-only torch, transformers and those two, and no private transformers decorators.
+This file is copied to the Hub with `configuration_custom_lm.py`, `cache_custom_lm.py` and
+`kernels_custom_lm.py`; it imports only torch, transformers' public modules and those three.
 """
 
 import math
@@ -28,6 +24,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.generation import GenerationMixin
+from transformers.loss.loss_utils import LOSS_MAPPING
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -41,70 +38,54 @@ from transformers.utils import logging
 
 from .cache_custom_lm import growing_dynamic_cache, use_growing_layers
 from .configuration_custom_lm import CustomLMConfig
+from .kernels_custom_lm import (
+    apply_rotary_pos_emb,
+    autocast_dtype,
+    linear_cross_entropy,
+    rms_norm,
+    swiglu,
+)
 
 logger = logging.get_logger(__name__)
 
 
-def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The dtype autocast gives matmuls on x's device, or None outside autocast."""
-    device_type = x.device.type
-    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-
-
-def refuse_second_derivative(ctx) -> None:
-    """Called first in a backward pass that cannot be differentiated again (tensors saved without their graph,
-    gradients made in the forward pass, aten's silu_backward): under `create_graph=True` it would return
-    a wrong second derivative, or fail somewhere unrelated, so say what is wrong here."""
-    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        raise RuntimeError(
-            f"{type(ctx).__name__.removesuffix('Backward')} cannot be differentiated twice: second-order gradients "
-            "(`create_graph=True`, Hessian-vector products) are not supported by this model's training "
-            "kernels. Compute first-order gradients only."
+def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Out-of-range ids would raise a bare IndexError on CPU and a device assert on GPU; say what is wrong."""
+    if input_ids.numel() == 0 or torch.compiler.is_compiling():
+        return
+    low, high = torch.aminmax(input_ids)
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"`input_ids` must lie in [0, {vocab_size}) (the model's `vocab_size`), got values from {low.item()} "
+            f"to {high.item()}. Use the tokenizer this model was trained with, or call "
+            "`model.resize_token_embeddings(len(tokenizer))` after adding tokens."
         )
 
 
-class RMSNormFunction(torch.autograd.Function):
-    """weight * x / rms(x) for fp32 x (..., D), keeping normed = x / rms(x) and 1 / rms(x) (..., 1) for the
-    backward pass, where autograd would also keep x: one activation fewer per norm.
+def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, total_length: int) -> None:
+    """A 2D mask covers the cached tokens and the new ones; a wrong one would otherwise be silently cut or padded."""
+    if attention_mask.dim() == 2 and tuple(attention_mask.shape) != (batch_size, total_length):
+        raise ValueError(
+            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs ({batch_size}, "
+            f"{int(total_length)}): one row per sequence and one column per token, cached tokens included. Pass the "
+            "mask the tokenizer returned with these `input_ids` (extended by one column per generated token)."
+        )
 
-    The backward pass needs mean(g * weight * normed) per row; it is computed as (g * normed) @ weight / D,
-    a matrix-vector product over the product the weight gradient needs anyway: 6 passes over (..., D)
-    instead of 8 (in a training step of the benchmark model, the norms' backward took 20 instead of 28 ms).
-    """
 
-    @staticmethod
-    def forward(ctx, x, weight, eps):
-        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-        normed = x * rstd
-        ctx.save_for_backward(normed, weight, rstd)
-        return normed * weight
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        refuse_second_derivative(ctx)
-        normed, weight, rstd = ctx.saved_tensors
-        grad_weight = None
-        grad_normed = grad_output * weight
-        if ctx.needs_input_grad[1]:
-            grad_times_normed = grad_output * normed
-            grad_weight = grad_times_normed.flatten(0, -2).sum(0)
-            dot = (grad_times_normed @ weight).unsqueeze(-1).div_(normed.shape[-1])  # (..., 1)
-        else:  # frozen weight (adapters): no product to reuse
-            dot = (grad_normed * normed).mean(-1, keepdim=True)
-        # d/dx (x * rstd) = rstd * (g - normed * mean(g * normed)), with g = grad_output * weight; in place in
-        # grad_normed, which nothing else reads
-        return grad_normed.addcmul_(normed, dot, value=-1).mul_(rstd), grad_weight, None
+def check_learned_positions(position_ids: torch.Tensor, max_position_embeddings: int) -> None:
+    """A learned table has `max_position_embeddings` rows; a later position has no embedding."""
+    if position_ids.numel() and position_ids.max() >= max_position_embeddings:
+        raise ValueError(
+            f"Position {position_ids.max().item()} is past `max_position_embeddings` ({max_position_embeddings}) "
+            "of this model's learned position table. Truncate the input (tokenizer `truncation=True, "
+            "max_length=...`) or lower `max_new_tokens`."
+        )
 
 
 class CustomLMRMSNorm(nn.Module):
-    """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale.
-
-    With fp32 input and weight: when gradients are recorded (training, with or without autocast) through
-    `RMSNormFunction`, which saves less for the backward pass; otherwise through
-    `torch.nn.functional.rms_norm`. Under autocast the output is cast once to the autocast dtype, which
-    every projection reading it would otherwise cast again (q, k, v: three copies, and three casts back
-    in the backward pass).
-    """
+    """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale. Under autocast the output is
+    cast once to the autocast dtype, which every projection reading it would otherwise cast again (q, k, v:
+    three copies, and three casts back in the backward pass)."""
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
@@ -112,16 +93,7 @@ class CustomLMRMSNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        input_dtype = hidden_states.dtype
-        if input_dtype == self.weight.dtype == torch.float32:
-            if torch.is_grad_enabled():
-                output = RMSNormFunction.apply(hidden_states, self.weight, self.variance_epsilon)
-            else:  # inference: one call for seven ops (composite on CPU, but one Python dispatch), 2L + 1 per token
-                output = nn.functional.rms_norm(hidden_states, self.weight.shape, self.weight, self.variance_epsilon)
-        else:  # half-precision input or weight: Llama's order, normalise in fp32, round, then scale
-            hidden_states = hidden_states.to(torch.float32)
-            variance = hidden_states.pow(2).mean(-1, keepdim=True)
-            output = self.weight * (hidden_states * torch.rsqrt(variance + self.variance_epsilon)).to(input_dtype)
+        output = rms_norm(hidden_states, self.weight, self.variance_epsilon)
         compute_dtype = autocast_dtype(output)
         return output if compute_dtype is None else output.to(compute_dtype)
 
@@ -133,24 +105,20 @@ class CustomLMLayerNorm(nn.LayerNorm):
     """LayerNorm with bias, as in the original Transformer; the class name lets `_init_weights` find it."""
 
 
-def build_dropout(p: float) -> nn.Module:
-    """Identity when p is 0 (the default): the residual branches then skip a dropout call that could only
-    return its input, twice per layer in every step."""
-    return nn.Dropout(p) if p > 0 else nn.Identity()
-
-
 def build_norm(config: CustomLMConfig) -> nn.Module:
     if config.norm_type == "layernorm":
         return CustomLMLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
     return CustomLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
 
-class CustomLMRotaryEmbedding(nn.Module):
-    """cos/sin tables for rotary positions, computed per call from `position_ids` (so left padding works).
+def build_dropout(p: float) -> nn.Module:
+    """Identity when p is 0 (the default): the residual branches then skip a call that returns its input."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
-    `sin` comes with its first half negated, the sign of `rotate_half`, so that `apply_rotary_pos_emb`
-    needs one `roll` per tensor instead of chunk, negate and concatenate.
-    """
+
+class CustomLMRotaryEmbedding(nn.Module):
+    """Llama's cos/sin tables (B, T, hd) for rotary positions, computed per call from `position_ids` (so left
+    padding works), in fp32 and then in the dtype the projections produce."""
 
     def __init__(self, config: CustomLMConfig):
         super().__init__()
@@ -176,12 +144,8 @@ class CustomLMRotaryEmbedding(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, hd/2)
             angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, hd)
-            cos, sin = angles.cos(), angles.sin()
-            sin[..., : sin.shape[-1] // 2].neg_()  # the sign of rotate_half
-            if self.attention_scaling != 1.0:
-                cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
-        # Tables in the dtype of the projections' output: q, k under autocast are already in it.
-        dtype = autocast_dtype(x) or x.dtype
+            cos, sin = angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+        dtype = autocast_dtype(x) or x.dtype  # q and k under autocast are already in it
         return cos.to(dtype), sin.to(dtype)
 
 
@@ -195,42 +159,6 @@ def sinusoidal_position_embeddings(position_ids: torch.Tensor, dim: int) -> torc
     )
     angles = position_ids[..., None].float() * inv_freq  # (B, T, dim/2)
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: int = 1) -> torch.Tensor:
-    """x * cos + sign * roll(x, hd/2) * sin: two new tensors (the product, the roll), the sum made in place."""
-    return (x * cos).addcmul_(x.roll(x.shape[-1] // 2, dims=-1), sin, value=sign)
-
-
-class RotaryFunction(torch.autograd.Function):
-    """`rotate` with its backward written out: rolling by half the head dimension is its own inverse and
-    moves the sign folded into `sin` to the other half, so the gradient is g * cos - roll(g, hd/2) * sin,
-    the forward's three kernels again, where autograd runs four (two products, a roll, a sum). Only for
-    tables whose sin halves are negatives of each other, as `CustomLMRotaryEmbedding` makes them."""
-
-    @staticmethod
-    def forward(ctx, x, cos, sin):
-        ctx.save_for_backward(cos, sin)
-        return rotate(x, cos, sin)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        cos, sin = ctx.saved_tensors
-        return rotate(grad_output, cos, sin, sign=-1), None, None
-
-
-def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 2):
-    """Llama's `x * cos + rotate_half(x) * sin` with rotate_half(x) = cat(-x2, x1) = roll(x, hd/2) * sign,
-    the sign already folded into `sin` (see `CustomLMRotaryEmbedding`).
-
-    q (B, T, H, hd), k (B, T, Hkv, hd), before the head transpose, so the products run on contiguous
-    memory; cos/sin (B, T, hd), broadcast over the head axis; the tables never need gradients.
-    """
-    cos = cos.unsqueeze(unsqueeze_dim)
-    sin = sin.unsqueeze(unsqueeze_dim)
-    if torch.is_grad_enabled() and not (cos.requires_grad or sin.requires_grad):
-        return RotaryFunction.apply(q, cos, sin), RotaryFunction.apply(k, cos, sin)
-    return rotate(q, cos, sin), rotate(k, cos, sin)
 
 
 def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -265,72 +193,43 @@ def eager_attention_forward(
     return attn_output.transpose(1, 2).contiguous(), attn_weights
 
 
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    """Out-of-range ids would raise a bare IndexError on CPU and a device assert on GPU; say what is wrong."""
-    if input_ids.numel() == 0 or torch.compiler.is_compiling():
-        return
-    low, high = torch.aminmax(input_ids)
-    if low < 0 or high >= vocab_size:
-        raise ValueError(
-            f"`input_ids` must lie in [0, {vocab_size}) (the model's `vocab_size`), got values from {low.item()} "
-            f"to {high.item()}. Use the tokenizer this model was trained with, or call "
-            "`model.resize_token_embeddings(len(tokenizer))` after adding tokens."
-        )
-
-
-def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, total_length: int) -> None:
-    """A 2D mask covers the cached tokens and the new ones; a wrong one would otherwise be silently cut or padded."""
-    if tuple(attention_mask.shape) != (batch_size, total_length):
-        raise ValueError(
-            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs ({batch_size}, "
-            f"{int(total_length)}): one row per sequence and one column per token, cached tokens included. Pass the "
-            "mask the tokenizer returned with these `input_ids` (extended by one column per generated token)."
-        )
-
-
-class SiLUMulFunction(torch.autograd.Function):
-    """silu(gate) * up, keeping gate and up for the backward pass and recomputing silu(gate) there, where
-    autograd would also keep silu(gate): one (B, T, I) activation fewer per layer. Same kernels as autograd,
-    each product made in place in a tensor this function just created: three (B, T, I) allocations fewer
-    per layer and step than out-of-place products (one in the forward pass, two in the backward)."""
-
-    @staticmethod
-    def forward(ctx, gate, up):
-        ctx.save_for_backward(gate, up)
-        return nn.functional.silu(gate).mul_(up)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        refuse_second_derivative(ctx)
-        gate, up = ctx.saved_tensors
-        grad_gate = grad_output * up
-        torch.ops.aten.silu_backward.grad_input(grad_gate, gate, grad_input=grad_gate)  # elementwise, in place
-        grad_up = nn.functional.silu(gate).mul_(grad_output)
-        return grad_gate, grad_up
-
-
-class CustomLMMLP(nn.Module):
-    """Gated: down(act(gate(x)) * up(x)) (SwiGLU with silu). Plain: down(act(up(x))), the seed's FFN."""
+class CustomLMGatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): SwiGLU with `hidden_act="silu"` (Llama)."""
 
     def __init__(self, config: CustomLMConfig):
         super().__init__()
-        self.gated = config.mlp_type == "gated"
-        if self.gated:
-            self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.down_proj.is_residual_projection = True  # read by `_init_weights`
         self.act_fn = ACT2FN[config.hidden_act]
-        self.swiglu = self.gated and config.hidden_act == "silu"
+        self.is_swiglu = config.hidden_act == "silu"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.swiglu and torch.is_grad_enabled():
-            return self.down_proj(SiLUMulFunction.apply(self.gate_proj(x), self.up_proj(x)))
-        if self.swiglu:  # no autograd: in place, no temporaries
-            return self.down_proj(nn.functional.silu(self.gate_proj(x), inplace=True).mul_(self.up_proj(x)))
-        if self.gated:
-            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_proj(x), self.up_proj(x)  # (B, T, I)
+        hidden = swiglu(gate, up) if self.is_swiglu else self.act_fn(gate) * up
+        return self.down_proj(hidden)
+
+
+class CustomLMPlainMLP(nn.Module):
+    """down(act(up(x))): the two-layer feed-forward of the original Transformer."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj.is_residual_projection = True  # read by `_init_weights`
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act_fn(self.up_proj(x)))
+
+
+MLP_CLASSES = {"gated": CustomLMGatedMLP, "plain": CustomLMPlainMLP}
+
+
+def build_mlp(config: CustomLMConfig) -> nn.Module:
+    return MLP_CLASSES[config.mlp_type](config)
 
 
 class CustomLMAttention(nn.Module):
@@ -398,7 +297,7 @@ class CustomLMDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: CustomLMConfig, layer_idx: int):
         super().__init__()
         self.self_attn = CustomLMAttention(config, layer_idx)
-        self.mlp = CustomLMMLP(config)
+        self.mlp = build_mlp(config)
         self.input_layernorm = build_norm(config)
         self.post_attention_layernorm = build_norm(config)
         self.dropout = build_dropout(config.hidden_dropout)
@@ -474,12 +373,6 @@ class CustomLMModel(CustomLMPreTrainedModel):
         if kind == "sinusoidal":
             table = sinusoidal_position_embeddings(position_ids, self.config.hidden_size)
             return inputs_embeds + table.to(inputs_embeds.dtype), None
-        if not torch.compiler.is_compiling() and position_ids.numel() and position_ids.max() >= self.config.max_position_embeddings:
-            raise ValueError(
-                f"Position {position_ids.max().item()} is past `max_position_embeddings` "
-                f"({self.config.max_position_embeddings}) of this model's learned position table. Truncate the "
-                "input (tokenizer `truncation=True, max_length=...`) or lower `max_new_tokens`."
-            )
         # Left-padding positions are -1 under generate(); they are masked out, so any row will do.
         return inputs_embeds + self.embed_positions(position_ids.clamp(min=0)), None
 
@@ -511,19 +404,23 @@ class CustomLMModel(CustomLMPreTrainedModel):
                 "`model.set_attn_implementation(\"eager\")`."
             )
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
-
-        if inputs_embeds is None:
-            check_token_ids(input_ids, self.config.vocab_size)
-            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
         if use_cache and cache is None:
             cache = growing_dynamic_cache(self.config)
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
-        if attention_mask is not None and attention_mask.dim() == 2 and not torch.compiler.is_compiling():
-            check_attention_mask(attention_mask, inputs_embeds.shape[0], past_seen_tokens + inputs_embeds.shape[1])
+        batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if position_ids is None:
-            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = torch.arange(seq_length, device=self.embed_tokens.weight.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)  # (1, T)
+        if not torch.compiler.is_compiling():
+            if input_ids is not None:
+                check_token_ids(input_ids, self.config.vocab_size)
+            if attention_mask is not None:
+                check_attention_mask(attention_mask, batch_size, past_seen_tokens + seq_length)
+            if self.config.position_embedding_type == "learned":
+                check_learned_positions(position_ids, self.config.max_position_embeddings)
 
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
         # None when there is no padding (sdpa then uses is_causal); else a (B, 1, T, S) mask.
         causal_mask = create_causal_mask(
             config=self.config,
@@ -562,100 +459,6 @@ class CustomLMModel(CustomLMPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-# Logits the fused loss holds at once: 2**21 (8 MiB in fp32, 256 rows at V = 8192); smaller chunks
-# measured no faster on CPU, larger ones slower.
-LOSS_CHUNK_LOGITS = 2**21
-
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """Cross-entropy of `hidden @ weight.T` against `targets`, over chunks of rows, so the full (N, V) logits,
-    their fp32 copy and their softmax are never stored; the gradients are computed in the forward pass.
-
-    Same result as `ForCausalLMLoss` on the full logits: fp32 softmax of logits computed in the autocast dtype,
-    rows whose target is `ignore_index` ignored, the summed loss divided by `divisor` (`num_items_in_batch`)
-    or, when it is None, by the number of counted rows.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, divisor, needs_grad):
-        # hidden (N, D), weight (V, D), targets (N,)
-        device_type = hidden.device.type
-        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
-        with torch.autocast(device_type, enabled=False):
-            h, w = hidden.to(dtype), weight.to(dtype)
-            counted = targets != ignore_index
-            safe_targets = torch.where(counted, targets, 0).unsqueeze(1)  # (N, 1)
-            if divisor is None:
-                divisor = counted.sum()
-            scale = counted / divisor  # (N,): d(loss)/d(row loss)
-            grad_hidden = torch.empty_like(hidden) if needs_grad[0] else None
-            grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad[1] else None
-            loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            chunk = max(1, min(h.shape[0], LOSS_CHUNK_LOGITS // weight.shape[0]))
-            # One (chunk, V) buffer for every chunk's logits: a fresh tensor of that size per chunk comes from
-            # new pages of memory, which the kernel must fault in and zero each time.
-            buffer = torch.empty(chunk, weight.shape[0], dtype=dtype, device=hidden.device)
-            for start in range(0, h.shape[0], chunk):
-                rows = slice(start, start + chunk)
-                logits = torch.mm(h[rows], w.T, out=buffer[: len(h[rows])]).float()  # (n, V)
-                target_logits = logits.gather(1, safe_targets[rows]).squeeze(1)  # (n,)
-                row_max = logits.amax(dim=-1, keepdim=True)
-                exp_logits = logits.sub_(row_max).exp_()  # in place: the logits are not needed again
-                sum_exp = exp_logits.sum(dim=-1, keepdim=True)
-                row_loss = (sum_exp.log() + row_max).squeeze(1) - target_logits  # logsumexp - target logit
-                loss += torch.where(counted[rows], row_loss, 0.0).sum()
-                if grad_hidden is None and grad_weight is None:
-                    continue
-                # d(loss)/d(logits) = (softmax - one_hot(target)) * scale, built in place
-                row_scale = scale[rows].unsqueeze(1)  # (n, 1)
-                grad_logits = exp_logits.mul_(row_scale / sum_exp)
-                grad_logits.scatter_add_(1, safe_targets[rows], -row_scale)
-                grad_logits = grad_logits.to(dtype)
-                if grad_hidden is not None and grad_hidden.dtype == dtype:
-                    torch.mm(grad_logits, w, out=grad_hidden[rows])  # straight into its rows, no temporary
-                elif grad_hidden is not None:
-                    grad_hidden[rows] = grad_logits @ w
-                if grad_weight is not None and dtype == torch.float32:
-                    grad_weight.addmm_(grad_logits.T, h[rows])  # accumulates without a (V, D) temporary
-                elif grad_weight is not None:
-                    grad_weight += grad_logits.T @ h[rows]
-        ctx.weight_dtype = weight.dtype
-        ctx.save_for_backward(grad_hidden, grad_weight)
-        return loss / divisor
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        refuse_second_derivative(ctx)
-        grad_hidden, grad_weight = ctx.saved_tensors
-        if grad_hidden is not None:
-            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
-        if grad_weight is not None:
-            grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None, None
-
-
-def fused_causal_lm_loss(
-    hidden_states: torch.Tensor,
-    lm_head_weight: torch.Tensor,
-    labels: torch.Tensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    shift_labels: torch.Tensor | None = None,
-    **kwargs,
-) -> torch.Tensor:
-    """`ForCausalLMLoss(lm_head(hidden_states), labels, ...)` without the logits: hidden_states (B, T, D),
-    labels (B, T) unshifted (or `shift_labels` already shifted), the same keyword arguments and result."""
-    if shift_labels is None:
-        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]  # (B, T): next token
-    hidden = hidden_states.reshape(-1, hidden_states.shape[-1])  # (B * T, D)
-    grad_enabled = torch.is_grad_enabled()
-    needs_grad = (grad_enabled and hidden.requires_grad, grad_enabled and lm_head_weight.requires_grad)
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(hidden.device)
-    targets = shift_labels.reshape(-1).to(hidden.device, torch.long)
-    return LinearCrossEntropy.apply(hidden, lm_head_weight, targets, ignore_index, num_items_in_batch, needs_grad)
-
-
 class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
@@ -669,26 +472,26 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         self.post_init()
 
     def _can_fuse_loss(self, logits_to_keep: int | torch.Tensor) -> bool:
-        """The fused loss reads `lm_head.weight` directly: only for the plain head and the default loss, so
-        adapters, quantised or hooked heads and a user's `loss_function` keep the standard path."""
+        """The fused loss reads `lm_head.weight` directly: only when `config.fused_loss` is on, for the plain
+        head (not an adapter's or a quantised one) and the default loss, and when every position is projected."""
         head = self.lm_head
         return (
-            isinstance(logits_to_keep, int)
+            self.config.fused_loss
+            and isinstance(logits_to_keep, int)
             and logits_to_keep == 0
             and type(head) is nn.Linear
             and head.bias is None
-            and not (head._forward_hooks or head._forward_pre_hooks)
-            and not hasattr(self, "_loss_function")
-            and self.loss_type == "ForCausalLM"
+            and self.loss_function is LOSS_MAPPING["ForCausalLM"]
         )
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
         """`generate`'s own choice of cache; when that is the default dynamic cache, its layers append in place
         (`GrowingDynamicLayer`) instead of concatenating the whole cache at every step. A cache passed by the
         caller, static caches and offloaded caches are left as they are."""
+        user_cache = model_kwargs.get("cache")
         result = super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
         cache = model_kwargs.get("cache")
-        if type(cache) is DynamicCache and not cache.offloading and not getattr(cache, "_is_user_defined", False):
+        if user_cache is None and type(cache) is DynamicCache and not cache.offloading:
             use_growing_layers(cache)
         return result
 
@@ -708,11 +511,9 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         r"""`labels` (B, T) are the input ids themselves (the shift happens in the loss); -100 is ignored.
         `logits_to_keep`: project only the last N positions (or the given indices) onto the vocabulary.
 
-        In training mode with `labels`, the loss comes from a fused projection + cross-entropy that never
-        builds the (B, T, V) logits (faster, and V / D times less memory at the head), so `logits` is None:
-        the loss is all a training step reads. In eval mode, or without labels, `logits` is returned as usual
-        (Trainer evaluation and `compute_metrics` run in eval mode); for training-mode logits, call without
-        `labels` and apply `model.loss_function` to them."""
+        In training mode with `labels` and `config.fused_loss` on, the loss comes from a projection fused with
+        the cross-entropy that never builds the (B, T, V) logits, so `logits` is None. In eval mode, without
+        labels or with `fused_loss=False`, `logits` is returned as usual."""
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -725,7 +526,7 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         hidden_states = outputs.last_hidden_state
         loss = logits = None
         if labels is not None and self.training and self._can_fuse_loss(logits_to_keep):
-            loss = fused_causal_lm_loss(hidden_states, self.lm_head.weight, labels, **kwargs)
+            loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, **kwargs)
         else:
             slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
             logits = self.lm_head(hidden_states[:, slice_indices, :])  # (B, T', V)

@@ -1,0 +1,70 @@
+"""What every subcommand shares: parsing flags (and a YAML config) into argument dataclasses, logging, and the
+one error path: bad input or a bad environment is reported in one line and exits 2, as argparse does."""
+
+import argparse
+import difflib
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+# Bad input or a bad environment (a path missing or not writable, a full disk, a folder that is not a model):
+# reported in one line, exit code 2. Other exceptions are bugs and keep their traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
+def fail(prog: str, error: Exception | str) -> int:
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def argument_names(*dataclass_types) -> set[str]:
+    """Every field name the given argument dataclasses accept (the keys a YAML config may use)."""
+    return {f.name for cls in dataclass_types for f in fields(cls) if f.init}
+
+
+def load_yaml_config(path: str | Path, dataclass_types) -> dict:
+    """The mapping in a YAML run config, with every key checked against the argument names."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file {str(path)!r} does not exist.")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file {str(path)!r} must hold a mapping of argument names to values.")
+    valid = argument_names(*dataclass_types)
+    for key in values:
+        if key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=3)
+            raise ValueError(
+                f"Unknown key {key!r} in config file {str(path)!r}."
+                + (f" Did you mean {' or '.join(close)}?" if close else "")
+                + " Keys are the `hf-custom-lm train --help` flag names without the dashes."
+            )
+    return values
+
+
+def parse_with_config(argv: list[str], dataclass_types, prog: str, description: str | None = None) -> tuple:
+    """Parse `argv` into the dataclasses; values of `--config FILE` become the defaults that flags override."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
+    parser.add_argument("--config", help="YAML file of argument values; command-line flags override it.")
+    if known.config:
+        parser.set_defaults(**load_yaml_config(known.config, dataclass_types))
+    *parsed, _namespace = parser.parse_args_into_dataclasses(args=argv)
+    return tuple(parsed)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Our messages at `level` on stderr (stdout carries results); transformers and datasets keep their own
+    verbosity."""
+    logger = logging.getLogger("hf_custom_lm")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(level)

@@ -1,0 +1,301 @@
+"""Train a CustomLM causal language model with the transformers `Trainer`.
+
+    metrics = train_language_model(ModelArguments(), DataArguments(), LMTrainingArguments(output_dir="out"))
+
+What the Trainer brings unchanged: AdamW (fused where torch has it), the learning-rate schedule (cosine
+after linear warm-up by default, see `LMTrainingArguments`), gradient clipping and accumulation, bf16
+autocast, gradient checkpointing, `torch.compile`, checkpoints with rotation that never deletes the best
+one, resume, TensorBoard, multi-process training through accelerate. The cross-entropy is the model's own
+(`labels` path, normalised by the tokens of the whole accumulated batch).
+
+What this module adds: embeddings excluded from weight decay, perplexity and bits per byte in every
+evaluation log, early stopping, a stop on a non-finite loss, resuming from the newest *complete*
+checkpoint, word-vector initialisation of the embeddings, and checks that refuse bad input before training.
+"""
+
+import difflib
+import logging
+import tempfile
+from pathlib import Path
+
+from transformers import AutoTokenizer, default_data_collator, set_seed
+
+from ..folders import (
+    check_vocab_fits,
+    load_model,
+    load_tokenizer_from,
+    save_model_folder,
+)
+from ..model import PRESETS, CustomLMConfig, CustomLMForCausalLM
+from .arguments import DataArguments, LMTrainingArguments, ModelArguments
+from .callbacks import build_callbacks
+from .checkpoints import resolve_resume_checkpoint
+from .data import load_text_dataset
+from .embeddings_init import init_embeddings_from_vectors
+from .packing import bytes_per_token, tokenize_and_pack
+from .tokenization import bundled_corpus_files, load_tokenizer
+from .trainer import CustomLMTrainer
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenizer, config, model
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_training_tokenizer(tokenizer_name: str | None):
+    """The named tokenizer folder, or the one bundled with the package."""
+    if tokenizer_name is None:
+        return load_tokenizer()
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer_name)
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(
+            f"Could not load a tokenizer from `tokenizer_name` {tokenizer_name!r} ({error}). Pass a folder written "
+            "by `tokenizer.save_pretrained` (or `hf-custom-lm train-tokenizer`), or leave it unset for the bundled one."
+        ) from None
+
+
+def parse_config_overrides(overrides: str | None) -> dict:
+    """`"num_hidden_layers=2,hidden_size=128"` -> `{"num_hidden_layers": 2, "hidden_size": 128}`, typed by
+    transformers' `PreTrainedConfig.update_from_string` (as run_clm does); unknown keys are refused with the
+    closest valid names. The values then build the config, so fields derived from them (`head_dim`) follow."""
+    if not overrides:
+        return {}
+    keys = [item.partition("=")[0].strip() for item in overrides.split(",") if item.strip()]
+    for key in keys:
+        if not hasattr(CustomLMConfig(), key):
+            close = difflib.get_close_matches(key, list(CustomLMConfig.__annotations__), n=3)
+            raise ValueError(
+                f"Unknown config key {key!r} in config_overrides." + (f" Did you mean {close}?" if close else "")
+                + f" Valid keys: {sorted(CustomLMConfig.__annotations__)}."
+            )
+    scratch = CustomLMConfig()
+    try:
+        scratch.update_from_string(",".join(item.strip() for item in overrides.split(",") if item.strip()))
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"config_overrides {overrides!r} cannot be read ({error}); write `key=value` pairs separated by commas, "
+            "e.g. `num_hidden_layers=2,hidden_size=128,tie_word_embeddings=false`."
+        ) from None
+    return {key: getattr(scratch, key) for key in keys}
+
+
+def build_config(config_name: str, config_overrides: str | None, tokenizer) -> CustomLMConfig:
+    """A config from a preset name or a config file/folder, with overrides and the tokenizer's special ids."""
+    overrides = parse_config_overrides(config_overrides)
+    if config_name in PRESETS:
+        config = CustomLMConfig.from_preset(config_name, **overrides)
+    elif Path(config_name).exists():
+        config = CustomLMConfig.from_pretrained(config_name, **overrides)
+    else:
+        raise FileNotFoundError(
+            f"`config_name` {config_name!r} is neither a preset ({', '.join(PRESETS)}) nor an existing config "
+            "file or folder."
+        )
+    check_vocab_fits(tokenizer, config)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if name not in overrides:
+            token_id = getattr(tokenizer, name)
+            if name == "bos_token_id" and token_id is None:
+                token_id = tokenizer.eos_token_id  # GPT-2 style: one end-of-text token for both
+            setattr(config, name, token_id)
+    config.validate_token_ids()
+    return config
+
+
+def build_model(model_args: ModelArguments, tokenizer) -> CustomLMForCausalLM:
+    """A fresh model from `config_name` (+ overrides), or a trained one from `model_name_or_path`."""
+    if model_args.model_name_or_path is None:
+        return CustomLMForCausalLM(build_config(model_args.config_name, model_args.config_overrides, tokenizer))
+    if model_args.config_overrides:
+        raise ValueError(
+            "`config_overrides` applies to a model trained from scratch, not to `model_name_or_path` "
+            f"{model_args.model_name_or_path!r}; drop one of the two."
+        )
+    if not Path(model_args.model_name_or_path).is_dir():
+        raise FileNotFoundError(
+            f"`model_name_or_path` {model_args.model_name_or_path!r} is not a folder; pass a folder written by "
+            "`save_pretrained` (e.g. a previous run's output_dir), or leave it unset to train from scratch."
+        )
+    model = load_model(model_args.model_name_or_path, CustomLMForCausalLM)
+    check_vocab_fits(tokenizer, model.config)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, seed: int = 42):
+    """Packed train and validation blocks, and the validation text's UTF-8 bytes per token.
+
+    With neither `train_file` nor `dataset_name`, the corpus bundled with the package is used.
+    """
+    train_file, validation_file = data_args.train_file, data_args.validation_file
+    if train_file is None and data_args.dataset_name is None:
+        if validation_file is not None:
+            raise ValueError("`validation_file` needs a `train_file` to go with it.")
+        files = bundled_corpus_files()
+        train_file, validation_file = str(files["train"]), str(files["validation"])
+    raw = load_text_dataset(
+        train_file=train_file,
+        validation_file=validation_file,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        text_column_name=data_args.text_column_name,
+        streaming=data_args.streaming,
+        validation_split_percentage=data_args.validation_split_percentage,
+        seed=seed,
+        cache_dir=data_args.cache_dir,
+    )
+    packed = tokenize_and_pack(
+        raw,
+        tokenizer,
+        block_size=data_args.block_size,
+        text_column_name=data_args.text_column_name,
+        max_length=max_length,
+        num_proc=data_args.preprocessing_num_workers,
+        cache_dir=data_args.cache_dir,
+    )
+    train, validation = packed["train"], packed["validation"]
+    if data_args.max_eval_samples is not None:
+        if data_args.streaming:
+            validation = validation.take(data_args.max_eval_samples)
+        else:
+            validation = validation.select(range(min(data_args.max_eval_samples, len(validation))))
+    return train, validation, bytes_per_token(validation)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """Create `output_dir` and write a file in it: a path that cannot hold checkpoints fails before any data
+    is read or step taken (permissions, a file where a folder should be, a read-only or virtual file system)."""
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"`output_dir` {str(output_dir)!r} cannot hold the run ({error.strerror or error}: "
+            f"{error.filename or output_dir}); choose another `--output_dir`."
+        ) from error
+
+
+def train_language_model(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: LMTrainingArguments,
+    extra_callbacks: list | None = None,
+) -> dict[str, float]:
+    """Check the inputs, build model and data, train, evaluate, save; returns train and eval metrics.
+
+    `output_dir` receives the checkpoints, TensorBoard logs (`runs/`), `train_results.json`,
+    `eval_results.json`, `all_results.json` and the final model (the best one when
+    `load_best_model_at_end`) with its tokenizer.
+    """
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise ValueError("A streaming dataset has no length: set `max_steps` to the number of optimizer steps.")
+    if training_args.logging_nan_inf_filter:
+        logger.warning("`logging_nan_inf_filter` hides NaN losses from the non-finite-loss check; only the "
+                       "gradient norm is checked.")
+    if training_args.should_save:
+        check_output_dir(training_args.output_dir)
+    checkpoint = resolve_resume_checkpoint(training_args)
+    tokenizer = load_training_tokenizer(model_args.tokenizer_name)
+    set_seed(training_args.seed)  # the initial weights, identical on every process and in every rerun
+    model = build_model(model_args, tokenizer)
+    logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
+                "outside embeddings)")
+
+    with training_args.main_process_first(desc="tokenizing and packing"):
+        train_dataset, eval_dataset, eval_bytes_per_token = prepare_lm_datasets(
+            data_args, tokenizer, model.config.max_position_embeddings, seed=training_args.seed
+        )
+
+    extra_metrics = {}
+    if model_args.embedding_vectors_file:
+        report = init_embeddings_from_vectors(
+            model, tokenizer, model_args.embedding_vectors_file, freeze=model_args.freeze_pretrained_embeddings
+        )
+        logger.info(
+            f"Embeddings: {len(report.covered_token_ids)} of {report.vocab_size} tokens ({report.coverage:.1%}) set "
+            f"from {report.vectors_read} word vectors of dimension {report.vector_dim}"
+            + (", frozen" if report.frozen else "")
+        )
+        extra_metrics["embedding_coverage"] = report.coverage
+
+    trainer = CustomLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        callbacks=build_callbacks(training_args, checkpoint) + list(extra_callbacks or []),
+        eval_bytes_per_token=eval_bytes_per_token,
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    train_metrics = {**train_result.metrics, **extra_metrics}
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+
+    eval_metrics = trainer.evaluate()
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    trainer.save_state()  # after the final evaluation, so the log history ends with it
+
+    if training_args.should_save:
+        save_model_folder(trainer.model, tokenizer, training_args.output_dir, training_args)
+    return {**train_metrics, **eval_metrics}
+
+
+def evaluate_language_model(
+    model_dir: str | Path, file: str | Path, block_size: int | None = None, batch_size: int = 8,
+    text_column_name: str = "text",
+) -> dict[str, float]:
+    """Loss, perplexity and bits per byte of a saved model on a text file (the whole file, packed in blocks)."""
+    if not Path(model_dir).is_dir():
+        raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist; pass a folder written by training.")
+    model = load_model(model_dir)
+    tokenizer = load_tokenizer_from(model_dir)
+    check_vocab_fits(tokenizer, model.config)
+    max_length = model.config.max_position_embeddings
+    if block_size is None:
+        block_size = min(max_length, 512)
+    raw = load_text_dataset(train_file=file, validation_file=file, text_column_name=text_column_name)
+    raw.pop("train")  # the file is only evaluated
+    blocks = tokenize_and_pack(raw, tokenizer, block_size, text_column_name, max_length=max_length)
+    dataset = blocks["validation"]
+    with tempfile.TemporaryDirectory() as scratch:
+        args = LMTrainingArguments(
+            output_dir=scratch, per_device_eval_batch_size=batch_size, report_to=[], bf16=False,
+            early_stopping_patience=0, eval_strategy="no", load_best_model_at_end=False,
+        )
+        trainer = CustomLMTrainer(
+            model=model, args=args, processing_class=tokenizer, data_collator=default_data_collator,
+            eval_bytes_per_token=bytes_per_token(dataset),
+        )
+        metrics = trainer.evaluate(eval_dataset=dataset)
+    return {
+        "loss": metrics["eval_loss"],
+        "perplexity": metrics["eval_perplexity"],
+        "bits_per_byte": metrics["eval_bits_per_byte"],
+        "tokens": len(dataset) * block_size,
+    }
+
+
+__all__ = [
+    "train_language_model",
+    "evaluate_language_model",
+    "build_model",
+    "build_config",
+    "parse_config_overrides",
+    "check_output_dir",
+]

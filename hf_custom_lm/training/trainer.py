@@ -1,0 +1,46 @@
+"""`CustomLMTrainer`: the transformers `Trainer` with embeddings kept out of weight decay and language-model
+metrics (perplexity, bits per byte) in every evaluation log."""
+
+from torch import nn
+from transformers import Trainer
+
+from .metrics import language_model_metrics
+
+
+class CustomLMTrainer(Trainer):
+    """`Trainer` with embeddings excluded from weight decay and perplexity / bits per byte in evaluation logs.
+
+    Args:
+        eval_bytes_per_token: UTF-8 bytes per token of `eval_dataset`'s text, for `eval_bits_per_byte`
+            (`data.bytes_per_token`); evaluating another dataset needs another trainer or this set anew.
+        language_model_metrics: add `eval_perplexity` (and bits per byte) next to `eval_loss`; off for
+            classifiers, whose loss is not a per-token cross-entropy.
+    """
+
+    def __init__(self, *args, eval_bytes_per_token: float | None = None, language_model_metrics: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_bytes_per_token = eval_bytes_per_token
+        self.language_model_metrics = language_model_metrics
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """Trainer's rule (no decay for biases and norms) plus: no decay for embedding tables.
+
+        Decay pulls the rows of rare tokens to zero between their few updates, and it would move rows
+        frozen by `freeze_pretrained_embeddings`. A tied `lm_head` shares the token-embedding tensor.
+        """
+        embedding_parameters = {
+            f"{module_name}.{name}" if module_name else name
+            for module_name, module in model.named_modules()
+            if isinstance(module, nn.Embedding)
+            for name, _ in module.named_parameters(recurse=False)
+        }
+        return [name for name in super().get_decay_parameter_names(model) if name not in embedding_parameters]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # `evaluate()` passes its metrics dict here before the callbacks and best-model tracking see it, so
+        # keys added now reach TensorBoard, the log history, the console and the returned metrics.
+        if self.language_model_metrics:
+            for key in [k for k in logs if k.endswith("_loss") and k not in ("train_loss",)]:
+                prefix = key[: -len("_loss")]
+                logs.update(language_model_metrics(logs[key], self.eval_bytes_per_token, prefix=prefix))
+        super().log(logs, start_time)
