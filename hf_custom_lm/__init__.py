@@ -1,8 +1,9 @@
 """hf_custom_lm: your own Transformer language model, used like any model shipped in transformers.
 
 Importing the package registers `CustomLMConfig` and the model classes with the Auto classes, so
-`AutoConfig`, `AutoModel`, `AutoModelForCausalLM` and `AutoModelForSequenceClassification` resolve
-`model_type="custom_lm"` folders without `trust_remote_code`.
+`AutoConfig`, `AutoModel`, `AutoModelForCausalLM`, `AutoModelForSequenceClassification`,
+`AutoModelForQuestionAnswering` and `AutoModelForTokenClassification` resolve `model_type="custom_lm"` folders
+without `trust_remote_code`.
 
 Layers, each importing only the ones below it: `cli` -> `hub` -> `training` -> `loading` -> `model`.
 """
@@ -11,13 +12,17 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
 )
 
 from .model import (
     CustomLMConfig,
     CustomLMForCausalLM,
+    CustomLMForQuestionAnswering,
     CustomLMForSequenceClassification,
+    CustomLMForTokenClassification,
     CustomLMModel,
     CustomLMPreTrainedModel,
 )
@@ -51,6 +56,8 @@ AutoConfig.register(CustomLMConfig.model_type, CustomLMConfig, exist_ok=True)
 AutoModel.register(CustomLMConfig, CustomLMModel, exist_ok=True)
 AutoModelForCausalLM.register(CustomLMConfig, CustomLMForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(CustomLMConfig, CustomLMForSequenceClassification, exist_ok=True)
+AutoModelForQuestionAnswering.register(CustomLMConfig, CustomLMForQuestionAnswering, exist_ok=True)
+AutoModelForTokenClassification.register(CustomLMConfig, CustomLMForTokenClassification, exist_ok=True)
 
 __all__ = [
     "CustomLMConfig",
@@ -58,5 +65,7 @@ __all__ = [
     "CustomLMModel",
     "CustomLMForCausalLM",
     "CustomLMForSequenceClassification",
+    "CustomLMForQuestionAnswering",
+    "CustomLMForTokenClassification",
     *_LAZY,
 ]

@@ -15,7 +15,12 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .model import CustomLMForSequenceClassification, CustomLMModel
+from .model import (
+    CustomLMForQuestionAnswering,
+    CustomLMForSequenceClassification,
+    CustomLMForTokenClassification,
+    CustomLMModel,
+)
 
 TOKENIZER_FILES = ("tokenizer.json",)
 
@@ -86,10 +91,12 @@ def check_vocab_fits(tokenizer, config) -> None:
 
 
 # Auto classes an exported CustomLM folder names in its `auto_map`: the modeling file defines them all, and a
-# classifier fine-tuned from a language model starts from `AutoModelForSequenceClassification.from_pretrained`.
+# head fine-tuned from a language model starts from `AutoModelFor<Head>.from_pretrained` on its folder.
 AUTO_CLASSES = {
     "AutoModel": CustomLMModel.__name__,
     "AutoModelForSequenceClassification": CustomLMForSequenceClassification.__name__,
+    "AutoModelForQuestionAnswering": CustomLMForQuestionAnswering.__name__,
+    "AutoModelForTokenClassification": CustomLMForTokenClassification.__name__,
 }
 
 
@@ -104,9 +111,9 @@ def remote_code_registered(model):
     saved_auto_classes = (config_class._auto_class, model_class._auto_class)
     saved_auto_map = config.auto_map if hasattr(config, "auto_map") else None
     module = model_class.__module__.rsplit(".", 1)[-1]
-    own_auto_class = (
-        "AutoModelForSequenceClassification" if isinstance(model, CustomLMForSequenceClassification)
-        else "AutoModelForCausalLM"
+    own_auto_class = next(
+        (auto_class for auto_class, name in AUTO_CLASSES.items() if name == model_class.__name__),
+        "AutoModelForCausalLM",
     )
     try:
         config_class.register_for_auto_class()

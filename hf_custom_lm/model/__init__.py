@@ -7,7 +7,9 @@ where this package is not installed.
 from .configuration_custom_lm import PRESETS, CustomLMConfig
 from .modeling_custom_lm import (
     CustomLMForCausalLM,
+    CustomLMForQuestionAnswering,
     CustomLMForSequenceClassification,
+    CustomLMForTokenClassification,
     CustomLMModel,
     CustomLMPreTrainedModel,
 )
@@ -23,4 +25,6 @@ __all__ = [
     "CustomLMModel",
     "CustomLMForCausalLM",
     "CustomLMForSequenceClassification",
+    "CustomLMForQuestionAnswering",
+    "CustomLMForTokenClassification",
 ]

@@ -30,7 +30,9 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
+    QuestionAnsweringModelOutput,
     SequenceClassifierOutputWithPast,
+    TokenClassifierOutput,
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
@@ -602,9 +604,94 @@ class CustomLMForSequenceClassification(CustomLMPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
+class CustomLMForQuestionAnswering(CustomLMPreTrainedModel):
+    """The decoder plus a linear `qa_outputs` head: start and end logits (B, T) of an extractive answer span."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__(config)
+        self.model = CustomLMModel(config)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput | tuple:
+        r"""`start_positions` / `end_positions` (B,): token indices of the answer's first and last token; the
+        loss is the mean of the two cross-entropies over positions (indices past the sequence are ignored)."""
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+            inputs_embeds=inputs_embeds, **kwargs,
+        )
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)  # 2 x (B, T)
+        start_logits, end_logits = start_logits.contiguous(), end_logits.contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
+
+        output = QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class CustomLMForTokenClassification(CustomLMPreTrainedModel):
+    """The decoder plus dropout and a linear `score` head: one label distribution per token (B, T, num_labels).
+
+    Each token sees only its left context (the decoder is causal), as in Llama's head."""
+
+    def __init__(self, config: CustomLMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = CustomLMModel(config)
+        dropout = getattr(config, "classifier_dropout", None)
+        self.dropout = nn.Dropout(config.hidden_dropout if dropout is None else dropout)
+        self.score = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput | tuple:
+        r"""`labels` (B, T): a label id per token, -100 where no label applies (padding, inner sub-words)."""
+        outputs = self.model(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
+        )
+        logits = self.score(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
+        loss = self.loss_function(logits, labels, self.config) if labels is not None else None
+
+        output = TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
 __all__ = [
     "CustomLMPreTrainedModel",
     "CustomLMModel",
     "CustomLMForCausalLM",
     "CustomLMForSequenceClassification",
+    "CustomLMForQuestionAnswering",
+    "CustomLMForTokenClassification",
 ]
