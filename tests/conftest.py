@@ -22,41 +22,22 @@ SAMPLE_TEXT = [
 
 
 def build_tiny_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE trained on SAMPLE_TEXT, as a plain `PreTrainedTokenizerFast` (eos id 0, pad id 1)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The package's byte-level BPE trained on SAMPLE_TEXT (eos id 0, pad id 1, as the bundled one)."""
+    from hf_custom_lm.training.tokenization import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|pad|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(SAMPLE_TEXT, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<|endoftext|>",
-        eos_token="<|endoftext|>",
-        pad_token="<|pad|>",
-        clean_up_tokenization_spaces=False,
-    )
+    return train_tokenizer(dataset=SAMPLE_TEXT, vocab_size=vocab_size, min_frequency=0)
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    """The bundled tokenizer when it is packaged, else a tiny one with the same special-token layout."""
-    from hf_custom_lm.training.tokenization import TOKENIZER_DIR, load_tokenizer
+    """The bundled tokenizer (package data, 8192 tokens)."""
+    from hf_custom_lm.training.tokenization import load_tokenizer
 
-    if (TOKENIZER_DIR / "tokenizer.json").is_file():
-        return load_tokenizer()
-    return build_tiny_tokenizer()
+    return load_tokenizer()
 
 
 def tiny_config(**overrides) -> CustomLMConfig:
-    """2 layers, 64 wide, GQA 4:2, vocab 512: builds and runs in milliseconds."""
+    """2 layers, 64 wide, GQA 4:2, vocab 512: small enough for each test to build its own."""
     defaults = dict(vocab_size=512, max_position_embeddings=128)
     return CustomLMConfig.from_preset("tiny", **{**defaults, **overrides})
 

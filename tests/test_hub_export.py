@@ -14,7 +14,7 @@ from hf_custom_lm.cli import main as cli_main
 from hf_custom_lm.hub import export, export_run
 from hf_custom_lm.model import CODE_FILES
 
-from .test_hub_support import tiny_model
+from .builders import tiny_model
 
 PACKAGE_DIR = Path(hf_custom_lm.__file__).parent / "model"
 

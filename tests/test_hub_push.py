@@ -24,7 +24,7 @@ from huggingface_hub.errors import LocalTokenNotFoundError
 
 from hf_custom_lm.hub import export, push
 
-from .test_hub_support import tiny_model
+from .builders import tiny_model
 
 TOKEN = "hf_loopbackSecret0123456789abcdefTOKEN"
 

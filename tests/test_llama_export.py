@@ -10,7 +10,7 @@ from hf_custom_lm import CustomLMForCausalLM
 from hf_custom_lm.hub import export
 from hf_custom_lm.hub.llama import from_llama, to_llama
 
-from .test_hub_support import tiny_model
+from .builders import tiny_model
 
 
 def logits(model, input_ids):

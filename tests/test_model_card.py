@@ -11,9 +11,11 @@ from huggingface_hub import ModelCard
 from torch import nn
 
 from hf_custom_lm.hub import export, export_run
-from hf_custom_lm.hub.model_card import loss_curve_figure, target_modules
+from hf_custom_lm.hub.loss_curve import loss_curve_figure
+from hf_custom_lm.hub.model_card import target_modules
+from hf_custom_lm.model import CODE_FILES
 
-from .test_hub_support import tiny_model, train_tiny_run
+from .builders import tiny_model, train_tiny_run
 
 SECTIONS = ["## Architecture", "## Training data", "## Training procedure", "## Evaluation", "## How to use",
             "## Fine-tuning with PEFT", "## Limitations", "## Citation"]
@@ -139,3 +141,32 @@ def test_card_reports_bits_per_byte_when_recorded(tmp_path, tokenizer):
     card = ModelCard.load(folder / "README.md")
     assert eval_results(card) == {"loss": 2.5, "perplexity": round(math.exp(2.5), 4), "bits_per_byte": 1.2345}
     assert "| bits per byte | 1.2345 |" in card.text
+
+
+def loading_calls(card_text: str) -> dict[str, dict[str, str]]:
+    """Every `X.from_pretrained(...)` and `pipeline(...)` call of the card's code: {call: {keyword: source}}."""
+    calls = {}
+    for snippet in re.findall(r"```python\n(.*?)```", card_text, flags=re.DOTALL):
+        for node in ast.walk(ast.parse(snippet)):
+            if isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)):
+                name = ast.unparse(node.func)
+                if name.endswith("from_pretrained") or name == "pipeline":
+                    calls[name] = {kw.arg: ast.unparse(kw.value) for kw in node.keywords}
+    return calls
+
+
+def test_card_code_passes_trust_remote_code_to_every_loader(tmp_path, tokenizer):
+    # AutoTokenizer reads the config's auto_map too: without the flag it stops at an interactive prompt
+    model = tiny_model(tokenizer)
+    text = (export(model, tokenizer, tmp_path / "custom", repo_id="someone/tiny-lm") / "README.md").read_text()
+    assert all(f"`{name}`" in text and (tmp_path / "custom" / name).is_file() for name in CODE_FILES)
+    calls = loading_calls(text)
+    assert set(calls) == {"AutoModelForCausalLM.from_pretrained", "AutoTokenizer.from_pretrained", "pipeline"}
+    for name, keywords in calls.items():
+        assert keywords.get("trust_remote_code") == "True", name
+        assert keywords.get("revision") == "revision", name
+
+    llama_text = (export(model, tokenizer, tmp_path / "llama", format="llama") / "README.md").read_text()
+    llama_calls = loading_calls(llama_text)
+    assert set(llama_calls) == set(calls)
+    assert all("trust_remote_code" not in keywords for keywords in llama_calls.values())

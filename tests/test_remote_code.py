@@ -18,7 +18,7 @@ import torch
 
 from hf_custom_lm.hub import export
 
-from .test_hub_support import tiny_model
+from .builders import tiny_model
 
 PROMPT = "Once upon a time"
 

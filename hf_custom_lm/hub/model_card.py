@@ -1,9 +1,9 @@
 """The model card of an exported folder: `README.md` (YAML metadata + text) and its loss-curve figure.
 
-The card is rendered with `huggingface_hub.ModelCard.from_template` from `CARD_TEMPLATE` below. The
-template lives in this module rather than in a data file so that it ships with the package on every
-kind of install without package-data configuration; `model_card/` at the top of the repository holds
-the user-facing description of the card and an example rendered from a real run.
+The card is rendered with `huggingface_hub.ModelCard.from_template` from the Jinja template
+`model_card_template.md` beside this module (package data); `model_card/` at the top of the repository
+holds the user-facing description of the card and an example rendered from a real run. The figure is
+drawn by `loss_curve.py`.
 
 Inputs are what a training run leaves: the model's config, the Trainer's state (`log_history`, best
 checkpoint, early-stopping callback), its final metrics and its `TrainingArguments`. Every section is
@@ -19,115 +19,17 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .. import __version__
-from ..model import CustomLMConfig
+from ..model import CODE_FILES, CustomLMConfig
 from .llama import LLAMA_SETTINGS
+from .loss_curve import (
+    LOSS_CURVE_FILENAME,
+    best_step,
+    loss_curve_caption,
+    plot_loss_curve,
+    stopped_early,
+)
 
-LOSS_CURVE_FILENAME = "loss_curve.png"
-
-CARD_TEMPLATE = """\
----
-{{ card_data }}
----
-
-# {{ model_id }}
-
-{{ summary }}
-
-{{ code_note }}
-
-## Architecture
-
-| | |
-|---|---|
-{% for name, value in architecture -%}
-| {{ name }} | {{ value }} |
-{% endfor %}
-## Training data
-
-{{ training_data }}
-
-## Training procedure
-
-{{ procedure }}
-{% if hyperparameters %}
-| hyper-parameter | value |
-|---|---|
-{% for name, value in hyperparameters -%}
-| {{ name }} | {{ value }} |
-{% endfor -%}
-{% endif %}
-{% if loss_curve %}
-![Training and evaluation loss against optimizer step]({{ loss_curve }})
-
-{{ loss_curve_caption }}
-{% endif %}
-## Evaluation
-
-{% if evaluation -%}
-{{ evaluation_note }}
-
-| metric | value |
-|---|---|
-{% for name, value in evaluation -%}
-| {{ name }} | {{ value }} |
-{% endfor %}
-Perplexity is exp(loss). Bits per byte is the total loss in bits divided by the UTF-8 bytes of the
-evaluation text, so it compares models with different tokenizers.
-{%- else -%}
-No evaluation results were recorded with this model.
-{%- endif %}
-
-## How to use
-
-{{ usage_intro }}
-
-```python
-{{ usage_code }}
-```
-
-Or through a pipeline:
-
-```python
-{{ pipeline_code }}
-```
-
-## Fine-tuning with PEFT
-
-The projections keep the Hugging Face Llama names, so LoRA targets them by name:
-
-```python
-from peft import LoraConfig, get_peft_model
-
-lora_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
-                         target_modules={{ target_modules }})
-model = get_peft_model(model, lora_config)
-```
-
-## Limitations
-
-{% for item in limitations -%}
-- {{ item }}
-{% endfor %}
-## Citation
-
-```bibtex
-@software{hf_custom_lm,
-  title   = {hf\\_custom\\_lm: train your own Transformer language model and use it with transformers},
-  author  = {The hf\\_custom\\_lm contributors},
-  version = {{ '{' ~ version ~ '}' }},
-  year    = {{ '{' ~ year ~ '}' }}
-}
-
-@inproceedings{vaswani2017attention,
-  title     = {Attention Is All You Need},
-  author    = {Vaswani, Ashish and Shazeer, Noam and Parmar, Niki and Uszkoreit, Jakob and Jones, Llion and
-               Gomez, Aidan N. and Kaiser, {\\L}ukasz and Polosukhin, Illia},
-  booktitle = {Advances in Neural Information Processing Systems},
-  volume    = {30},
-  year      = {2017}
-}
-```
-"""
+CARD_TEMPLATE = (Path(__file__).parent / "model_card_template.md").read_text(encoding="utf-8")
 
 # TrainingArguments fields shown in the card, in order, with their labels.
 HYPERPARAMETER_LABELS = {
@@ -163,74 +65,6 @@ def target_modules(config: CustomLMConfig) -> list[str]:
     """The linear layers LoRA can target; `gate_proj` exists only in the gated MLP."""
     mlp = ["gate_proj", "up_proj", "down_proj"] if config.mlp_type == "gated" else ["up_proj", "down_proj"]
     return ["q_proj", "k_proj", "v_proj", "o_proj", *mlp]
-
-
-def best_step(trainer_state: dict) -> int | None:
-    if trainer_state.get("best_global_step") is not None:
-        return trainer_state["best_global_step"]
-    checkpoint = trainer_state.get("best_model_checkpoint")  # ".../checkpoint-120" in older states
-    if checkpoint and Path(checkpoint).name.startswith("checkpoint-"):
-        return int(Path(checkpoint).name.split("-")[-1])
-    return None
-
-
-def stopped_early(trainer_state: dict) -> bool:
-    return "EarlyStoppingCallback" in (trainer_state.get("stateful_callbacks") or {}) and (
-        0 < trainer_state.get("global_step", 0) < trainer_state.get("max_steps", 0)
-    )
-
-
-def loss_curve_figure(trainer_state: dict):
-    """Train and eval loss against optimizer step, the best checkpoint (and an early stop) marked.
-
-    A matplotlib `Figure` on the Agg canvas (no pyplot global state, no display), or None when
-    `log_history` holds no loss.
-    """
-    history = trainer_state.get("log_history") or []
-    train = [(row["step"], row["loss"]) for row in history if "loss" in row and "step" in row]
-    # First evaluation per step: a final `evaluate()` of the restored best weights repeats the last step.
-    evals = {}
-    for row in history:
-        if "eval_loss" in row and "step" in row:
-            evals.setdefault(row["step"], row["eval_loss"])
-    evals = list(evals.items())
-    if not train and not evals:
-        return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(7, 4), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    if train:
-        axes.plot(*zip(*train), label="train loss", color="tab:blue", linewidth=1.2)
-    if evals:
-        axes.plot(*zip(*evals), label="eval loss", color="tab:orange", marker="o", markersize=3)
-    best = best_step(trainer_state)
-    best_eval = dict(evals).get(best)
-    if best_eval is not None:
-        axes.plot([best], [best_eval], marker="*", markersize=14, color="tab:red", linestyle="none",
-                  label=f"best checkpoint (step {best}, eval loss {best_eval:.3f})")
-    if stopped_early(trainer_state):
-        axes.axvline(trainer_state["global_step"], color="grey", linestyle="--",
-                     label=f"early stop (step {trainer_state['global_step']})")
-    axes.set_xlabel("optimizer step")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel("cross-entropy loss (nats per token)")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    return figure
-
-
-def plot_loss_curve(trainer_state: dict, path: str | Path) -> Path | None:
-    """Save `loss_curve_figure` as a PNG at `path`; None (and no file) when there is nothing to plot."""
-    figure = loss_curve_figure(trainer_state)
-    if figure is None:
-        return None
-    figure.savefig(path)
-    return Path(path)
 
 
 def _count(n: int) -> str:
@@ -360,8 +194,7 @@ def _usage(model_id: str, format: str, example_prompt: str) -> tuple[str, str, s
         head = f'from transformers import AutoModelForCausalLM, AutoTokenizer\n\nmodel_id = "{model_id}"\n'
     else:
         intro = (
-            "The model's code ships in this repository (`configuration_custom_lm.py`, `modeling_custom_lm.py`, "
-            "`cache_custom_lm.py`), "
+            f"The model's code ships in this repository ({', '.join(f'`{name}`' for name in CODE_FILES)}), "
             "so it loads with `trust_remote_code=True`. That code runs on your machine with your permissions: "
             "read it, then pin the commit you read with `revision`, so that a later push to the repository "
             "cannot change what runs. `list_repo_commits` gives the newest commit; once reviewed, write its "
@@ -370,7 +203,8 @@ def _usage(model_id: str, format: str, example_prompt: str) -> tuple[str, str, s
         )
         load = (
             "model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, trust_remote_code=True)\n"
-            "tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)"
+            # the tokenizer reads the config's auto_map too: without the flag it stops at a prompt
+            "tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=True)"
         )
         pipe = (
             f'generator = pipeline("text-generation", model="{model_id}", revision=revision, '
@@ -397,12 +231,12 @@ def _usage(model_id: str, format: str, example_prompt: str) -> tuple[str, str, s
 
 def limitations(config: CustomLMConfig) -> list[str]:
     items = [
-        "A small base model trained from scratch on one corpus: it continues text in the style of its "
-        "training data, states falsehoods fluently, and follows no instructions (no instruction tuning or "
-        "preference training).",
+        ("A small base model trained from scratch on one corpus: it continues text in the style of its "
+         "training data, states falsehoods fluently, and follows no instructions (no instruction tuning or "
+         "preference training)."),
         "It reproduces the biases and errors of its training text; it was not filtered or evaluated for safety.",
-        "Its tokenizer was trained on the same corpus, so text from other languages or domains splits into "
-        "many tokens and is modelled poorly.",
+        ("Its tokenizer was trained on the same corpus, so text from other languages or domains splits into "
+         "many tokens and is modelled poorly."),
     ]
     if config.position_embedding_type == "learned":
         items.append(
@@ -458,11 +292,6 @@ def render_model_card(
         if llama_like else
         "Its settings (see the table) differ from Llama's, so it runs only with its own modelling code."
     )
-    caption_parts = ["Loss in nats per token against optimizer step."]
-    if trainer_state and best_step(trainer_state) is not None:
-        caption_parts.append(f"The star marks the best checkpoint (step {best_step(trainer_state)}).")
-    if trainer_state and stopped_early(trainer_state):
-        caption_parts.append("The dashed line marks where early stopping ended training.")
     return ModelCard.from_template(
         card_data,
         template_str=CARD_TEMPLATE,
@@ -475,7 +304,7 @@ def render_model_card(
         procedure=procedure_text(training_args, trainer_state),
         hyperparameters=hyperparameter_rows(training_args, trainer_state),
         loss_curve=loss_curve,
-        loss_curve_caption=" ".join(caption_parts),
+        loss_curve_caption=loss_curve_caption(trainer_state),
         evaluation=[(name.replace("_", " "), f"{value:.4f}") for name, value in evaluation.items()],
         evaluation_note=evaluation_note,
         usage_intro=usage_intro,
@@ -488,7 +317,7 @@ def render_model_card(
     )
 
 
+# LOSS_CURVE_FILENAME and plot_loss_curve are re-exported for `export`, which writes the figure.
 __all__ = [
-    "CARD_TEMPLATE", "LOSS_CURVE_FILENAME", "loss_curve_figure", "plot_loss_curve", "render_model_card",
-    "target_modules",
+    "CARD_TEMPLATE", "LOSS_CURVE_FILENAME", "as_dict", "plot_loss_curve", "render_model_card", "target_modules",
 ]

@@ -1,4 +1,4 @@
-"""Builders shared by the export, card, push, remote-code and Llama tests (no tests of its own).
+"""Builders the export, card, push, remote-code and Llama tests share (a helper module: pytest collects no tests here).
 
 A tiny model sized to the session's tokenizer (the `tokenizer` fixture of conftest) and a short real
 `Trainer` run that leaves a genuine output folder: checkpoints, `trainer_state.json`, `all_results.json`
