@@ -43,7 +43,7 @@ def test_crafted_pickles_are_never_executed(tmp_path, sentinel, name):
     with pytest.raises(FileNotFoundError, match="No model.safetensors"):
         load_model(folder)
     if name == "pytorch_model.bin":  # transformers' own loader refuses too (torch weights_only)
-        with pytest.raises(Exception):
+        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
             AutoModelForCausalLM.from_pretrained(folder)
 
 
