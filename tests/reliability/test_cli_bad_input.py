@@ -1,5 +1,5 @@
 """Bad input on every `hf-custom-lm` subcommand ends in one line `hf-custom-lm <sub>: error: <message>` on
-stderr naming the problem, and a non-zero exit code; never a traceback, a hang or a silent wrong answer.
+stderr naming the problem, and exit code 2; never a traceback, a hang or a silent wrong answer.
 
 The table `CASES` is the contract: one row per (subcommand, bad input), with a fragment the message must
 hold. Commands run in this process through `hf_custom_lm.cli.main`; argparse's own refusals (a missing
@@ -169,7 +169,7 @@ def test_bad_input_ends_in_one_clear_error_line(paths, tmp_path, monkeypatch, ca
             defaults += ["--output_dir", str(tmp_path / "out")]
         argv += defaults
     code, _, err = run_cli(argv, capsys)
-    assert code not in (0, None), f"exit code {code}"
+    assert code == 2, f"exit code {code}"  # every subcommand, as argparse exits on a bad command line
     assert "Traceback" not in err, err[-3000:]
     lines = err.strip().splitlines()
     prefix = f"hf-custom-lm {subcommand}: error: "
