@@ -7,8 +7,8 @@ TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 STAMP      := $(VENV)/.installed
-# OpenMP threads that spin while waiting steal the other core on small shared machines: PASSIVE
-# measured 8x faster training steps on 2 cores. Override with `make ... OMP_WAIT_POLICY=ACTIVE`.
+# OpenMP threads that spin while waiting steal the other core on small shared machines and stall
+# training steps; PASSIVE makes them sleep. Override with `make ... OMP_WAIT_POLICY=ACTIVE`.
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
@@ -33,8 +33,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 # Benchmarks run under the OpenMP default wait policy, what a plain `python` gets, unless a policy is
-# given (`OMP_WAIT_POLICY=PASSIVE make bench`): PASSIVE adds a thread wake-up to every small op (measured
-# 124 vs 238 new tokens/s for the benchmark model at batch 1, bench_generate run both ways).
+# given (`OMP_WAIT_POLICY=PASSIVE make bench`): PASSIVE adds a thread wake-up to every small op, which
+# slows decoding at batch 1 (see benchmarks/README.md).
 BENCH_ENV := $(if $(filter file,$(origin OMP_WAIT_POLICY)),env -u OMP_WAIT_POLICY)
 
 bench: $(STAMP)
