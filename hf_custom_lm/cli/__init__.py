@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "evaluate": ("evaluate", "loss, perplexity and bits per byte of a saved model on a text file"),
     "generate": ("generate", "sample text from a saved model"),
     "finetune-classifier": ("finetune_classifier", "fine-tune a sequence-classification head on labelled text"),
+    "finetune-qa": ("finetune_qa", "fine-tune an extractive question-answering head on SQuAD-format questions"),
     "export": ("export", "write a self-contained, Hub-ready folder (or a plain Llama one)"),
     "push": ("push", "upload an exported folder to the Hugging Face Hub"),
 }
