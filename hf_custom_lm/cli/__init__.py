@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "generate": ("generate", "sample text from a saved model"),
     "finetune-classifier": ("finetune_classifier", "fine-tune a sequence-classification head on labelled text"),
     "finetune-qa": ("finetune_qa", "fine-tune an extractive question-answering head on SQuAD-format questions"),
+    "finetune-token-classifier": ("finetune_token_classifier", "fine-tune a token-classification head on tagged text"),
     "export": ("export", "write a self-contained, Hub-ready folder (or a plain Llama one)"),
     "push": ("push", "upload an exported folder to the Hugging Face Hub"),
 }
