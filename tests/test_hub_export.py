@@ -34,6 +34,8 @@ def test_export_writes_a_complete_folder(tmp_path, tokenizer):
         "AutoModel": "modeling_custom_lm.CustomLMModel",
         "AutoModelForCausalLM": "modeling_custom_lm.CustomLMForCausalLM",
         "AutoModelForSequenceClassification": "modeling_custom_lm.CustomLMForSequenceClassification",
+        "AutoModelForQuestionAnswering": "modeling_custom_lm.CustomLMForQuestionAnswering",
+        "AutoModelForTokenClassification": "modeling_custom_lm.CustomLMForTokenClassification",
     }
     generation = json.loads((folder / "generation_config.json").read_text())
     assert (generation["eos_token_id"], generation["pad_token_id"]) == (tokenizer.eos_token_id, tokenizer.pad_token_id)
