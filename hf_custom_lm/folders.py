@@ -20,6 +20,7 @@ from .model import (
     CustomLMForSequenceClassification,
     CustomLMForTokenClassification,
     CustomLMModel,
+    CustomLMPreTrainedModel,
 )
 
 TOKENIZER_FILES = ("tokenizer.json",)
@@ -105,8 +106,12 @@ def remote_code_registered(model):
     """Make `save_pretrained` copy the code files and write `auto_map`, then restore the classes' state.
 
     `register_for_auto_class` sets a class attribute; restoring it keeps later saves in this process
-    (checkpoints) free of code files.
+    (checkpoints) free of code files. A model transformers ships (a head on a plain Llama folder) has its code
+    in transformers: it is saved as it is, without code files or `auto_map`.
     """
+    if not isinstance(model, CustomLMPreTrainedModel):
+        yield
+        return
     config, config_class, model_class = model.config, type(model.config), type(model)
     saved_auto_classes = (config_class._auto_class, model_class._auto_class)
     saved_auto_map = config.auto_map if hasattr(config, "auto_map") else None

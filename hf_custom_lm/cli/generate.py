@@ -38,10 +38,11 @@ class GenerateArguments:
 def check_learned_positions_fit(model, tokenizer, prompts: list[str], max_new_tokens: int) -> None:
     """A learned position table ends at `max_position_embeddings`: refuse before generating what cannot fit.
 
-    Rotary and sinusoidal positions are computed, so those models may go past it (transformers warns).
+    Rotary and sinusoidal positions are computed, so those models may go past it (transformers warns); a plain
+    Llama folder (`export --format llama`) has rotary positions and no `position_embedding_type`.
     """
     config = model.config
-    if config.position_embedding_type != "learned":
+    if getattr(config, "position_embedding_type", "rope") != "learned":
         return
     longest = max(len(tokenizer(prompt)["input_ids"]) for prompt in prompts) or 1  # empty: starts from bos
     if longest + max_new_tokens > config.max_position_embeddings:
@@ -56,7 +57,6 @@ def generate_text(model_dir: str, args: GenerateArguments) -> list[list[str]]:
     """Per prompt, `num_return_sequences` continuations (prompt included)."""
     from pathlib import Path
 
-    import hf_custom_lm  # noqa: F401  (registers the Auto classes)
     from transformers import pipeline, set_seed
 
     from ..folders import load_model, load_tokenizer_from
