@@ -64,6 +64,9 @@ def check_model_folder(path: str | Path) -> Path:
 
 def load_model(path: str | Path, auto_class=AutoModelForCausalLM, **kwargs):
     """`auto_class.from_pretrained(path, use_safetensors=True, **kwargs)` after `check_model_folder`."""
+    from . import register_auto_classes
+
+    register_auto_classes()  # deferred by the `hf-custom-lm` command until a job loads a model
     folder = check_model_folder(path)
     return auto_class.from_pretrained(folder, use_safetensors=True, **kwargs)
 

@@ -1,7 +1,8 @@
 """`hf-custom-lm <subcommand> [args]`: one module per subcommand, each a thin parser over library code.
 
 Subcommand modules are imported lazily so that `hf-custom-lm --help` stays fast and one
-subcommand's optional dependencies never break another.
+subcommand's optional dependencies never break another. The console command enters through the
+top-level module `hf_custom_lm_cli`, which keeps torch out of the process until a job needs it.
 """
 
 import importlib
@@ -23,7 +24,7 @@ SUBCOMMANDS = {
 
 def _usage() -> str:
     width = max(len(name) for name in SUBCOMMANDS)
-    lines = ["usage: hf-custom-lm <subcommand> [args]", "", "subcommands:"]
+    lines = ["usage: hf-custom-lm [--version] <subcommand> [args]", "", "subcommands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     lines += ["", "Run `hf-custom-lm <subcommand> --help` for its options."]
     return "\n".join(lines)
@@ -34,10 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if argv[0] == "--version":
+        from .. import __version__
+
+        print(f"hf-custom-lm {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"hf-custom-lm: unknown subcommand {name!r}.\n\n{_usage()}", file=sys.stderr)
         return 2
+    if "torch" not in sys.modules:  # OpenMP reads its settings once, when torch loads
+        from .threads import choose_wait_policy
+
+        choose_wait_policy(name)
     module = importlib.import_module(f"hf_custom_lm.cli.{SUBCOMMANDS[name][0]}")
     return module.main(rest) or 0
 

@@ -9,6 +9,7 @@ tokens, as in training, and every block is scored.
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -24,12 +25,14 @@ class EvaluateArguments:
 
 
 def main(argv: list[str]) -> int:
-    from ..training import evaluate_language_model
-
     parser = HfArgumentParser(EvaluateArguments, prog="hf-custom-lm evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A folder written by training (model + tokenizer).")
     try:
         args, namespace = parser.parse_args_into_dataclasses(args=argv)
+        if not Path(args.file).exists():
+            raise FileNotFoundError(f"--file {args.file!r}: no such file; pass the text to evaluate on.")
+        from ..training import evaluate_language_model
+
         metrics = evaluate_language_model(
             namespace.model_dir, args.file, block_size=args.block_size, batch_size=args.batch_size,
             text_column_name=args.text_column_name,
