@@ -324,6 +324,22 @@ class CustomLMDecoderLayer(GradientCheckpointingLayer):
         return hidden_states, attn_weights
 
 
+def tied_weights_loaded(module: nn.Module, incompatible_keys) -> None:
+    """`load_state_dict` post-hook: a tied parameter loads with the parameter it shares, so it is not missing.
+
+    `save_pretrained` leaves `lm_head.weight` out of the file when it is the embedding matrix, and a plain
+    `load_state_dict` of that file (the Trainer's `load_best_model_at_end`) would report it missing. Keys carry
+    the prefix of any wrapper (PEFT), hence the suffix match.
+    """
+    missing = incompatible_keys.missing_keys
+    for target, source in module._tied_weights_keys.items():
+        if module.get_parameter(target) is not module.get_parameter(source):
+            continue  # untied (`tie_word_embeddings=False`): the head has its own tensor in the file
+        for key in [k for k in missing if k == target or k.endswith("." + target)]:
+            if key[: -len(target)] + source not in missing:
+                missing.remove(key)
+
+
 class CustomLMPreTrainedModel(PreTrainedModel):
     config_class = CustomLMConfig
     config: CustomLMConfig
@@ -472,6 +488,7 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        self.register_load_state_dict_post_hook(tied_weights_loaded)
 
     def _can_fuse_loss(self, logits_to_keep: int | torch.Tensor) -> bool:
         """The fused loss reads `lm_head.weight` directly: only when `config.fused_loss` is on, for the plain
