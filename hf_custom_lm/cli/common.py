@@ -3,6 +3,7 @@ one error path: bad input or a bad environment is reported in one line and exits
 
 import argparse
 import difflib
+import json
 import logging
 import sys
 from dataclasses import fields
@@ -59,12 +60,44 @@ def parse_with_config(argv: list[str], dataclass_types, prog: str, description: 
     return tuple(parsed)
 
 
+def run_finetune(prog: str, argv: list[str], dataclass_types: tuple, finetune, saved: str, doc: str) -> int:
+    """A fine-tuning subcommand (its help is `doc`'s first paragraph): parse `(args, training_args)`, check the
+    model folder and `output_dir` before any data is read, run `finetune(args, training_args)`, print the
+    validation metrics and where the `saved` model went."""
+    from ..folders import check_model_folder
+    from ..training import NonFiniteLossError, check_output_dir
+
+    try:
+        args, training_args = parse_with_config(argv, dataclass_types, prog=prog, description=doc.split("\n\n")[0])
+    except USER_ERRORS as error:
+        return fail(prog, error)
+    configure_logging(logging.INFO if training_args.should_log else logging.WARNING)
+    try:
+        check_model_folder(args.model_name_or_path)  # a folder that is not a model, named before any data is read
+        if training_args.should_save:
+            check_output_dir(training_args.output_dir)
+        metrics = finetune(args, training_args)
+    except (*USER_ERRORS, NonFiniteLossError) as error:
+        return fail(prog, error)
+    if training_args.should_log:
+        print(json.dumps({k: v for k, v in metrics.items() if k.startswith("eval_")}, indent=2))
+        print(f"{saved} saved to {training_args.output_dir}")
+    return 0
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Our messages at `level` on stderr (stdout carries results); transformers and datasets keep their own
-    verbosity."""
+    verbosity. When stderr is not a terminal, their progress bars are off (tokenisation, saving): redrawn
+    bars fill a log file; the Trainer's own bars become plain lines (`training/progress.py`)."""
     logger = logging.getLogger("hf_custom_lm")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(level)
+    if not sys.stderr.isatty():
+        from datasets.utils.tqdm import disable_progress_bars
+        from transformers.utils.logging import disable_progress_bar
+
+        disable_progress_bars()
+        disable_progress_bar()

@@ -5,6 +5,7 @@ from torch import nn
 from transformers import Trainer
 
 from .metrics import language_model_metrics
+from .progress import use_plain_progress
 
 
 class CustomLMTrainer(Trainer):
@@ -19,6 +20,7 @@ class CustomLMTrainer(Trainer):
 
     def __init__(self, *args, eval_bytes_per_token: float | None = None, language_model_metrics: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        use_plain_progress(self)  # plain lines instead of tqdm's bars when stderr is not a terminal
         self.eval_bytes_per_token = eval_bytes_per_token
         self.language_model_metrics = language_model_metrics
 
