@@ -8,42 +8,15 @@ Flags are the fields of `QuestionAnsweringArguments` and `QuestionAnsweringTrain
         --validation_file squad/dev.json --output_dir outputs/qa --num_train_epochs 2
 """
 
-import json
-import logging
 import sys
 
-from ..training.finetune_qa import (
-    QuestionAnsweringArguments,
-    QuestionAnsweringTrainingArguments,
-)
-from .common import USER_ERRORS, configure_logging, fail, parse_with_config
+from ..training import finetune_qa as qa
+from .common import run_finetune
 
 
 def main(argv: list[str]) -> int:
-    from ..folders import check_model_folder
-    from ..training import NonFiniteLossError, check_output_dir
-    from ..training.finetune_qa import finetune_qa
-
-    prog = "hf-custom-lm finetune-qa"
-    try:
-        args, training_args = parse_with_config(
-            argv, (QuestionAnsweringArguments, QuestionAnsweringTrainingArguments), prog=prog,
-            description=__doc__.split("\n\n")[0],
-        )
-    except USER_ERRORS as error:
-        return fail(prog, error)
-    configure_logging(logging.INFO if training_args.should_log else logging.WARNING)
-    try:
-        check_model_folder(args.model_name_or_path)  # a folder that is not a model, named before any data is read
-        if training_args.should_save:
-            check_output_dir(training_args.output_dir)
-        metrics = finetune_qa(args, training_args)
-    except (*USER_ERRORS, NonFiniteLossError) as error:
-        return fail(prog, error)
-    if training_args.should_log:
-        print(json.dumps({k: v for k, v in metrics.items() if k.startswith("eval_")}, indent=2))
-        print(f"question-answering model saved to {training_args.output_dir}")
-    return 0
+    arguments = (qa.QuestionAnsweringArguments, qa.QuestionAnsweringTrainingArguments)
+    return run_finetune("hf-custom-lm finetune-qa", argv, arguments, qa.finetune_qa, "question-answering model", __doc__)
 
 
 if __name__ == "__main__":

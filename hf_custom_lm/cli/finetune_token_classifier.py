@@ -8,42 +8,15 @@ Flags are the fields of `TokenClassifierArguments` and `TokenClassifierTrainingA
         --validation_file ner/dev.txt --output_dir outputs/ner --num_train_epochs 3
 """
 
-import json
-import logging
 import sys
 
-from ..training.finetune_token_classifier import (
-    TokenClassifierArguments,
-    TokenClassifierTrainingArguments,
-)
-from .common import USER_ERRORS, configure_logging, fail, parse_with_config
+from ..training import finetune_token_classifier as tagging
+from .common import run_finetune
 
 
 def main(argv: list[str]) -> int:
-    from ..folders import check_model_folder
-    from ..training import NonFiniteLossError, check_output_dir
-    from ..training.finetune_token_classifier import finetune_token_classifier
-
-    prog = "hf-custom-lm finetune-token-classifier"
-    try:
-        args, training_args = parse_with_config(
-            argv, (TokenClassifierArguments, TokenClassifierTrainingArguments), prog=prog,
-            description=__doc__.split("\n\n")[0],
-        )
-    except USER_ERRORS as error:
-        return fail(prog, error)
-    configure_logging(logging.INFO if training_args.should_log else logging.WARNING)
-    try:
-        check_model_folder(args.model_name_or_path)  # a folder that is not a model, named before any data is read
-        if training_args.should_save:
-            check_output_dir(training_args.output_dir)
-        metrics = finetune_token_classifier(args, training_args)
-    except (*USER_ERRORS, NonFiniteLossError) as error:
-        return fail(prog, error)
-    if training_args.should_log:
-        print(json.dumps({k: v for k, v in metrics.items() if k.startswith("eval_")}, indent=2))
-        print(f"token classifier saved to {training_args.output_dir}")
-    return 0
+    arguments = (tagging.TokenClassifierArguments, tagging.TokenClassifierTrainingArguments)
+    return run_finetune("hf-custom-lm finetune-token-classifier", argv, arguments, tagging.finetune_token_classifier, "token classifier", __doc__)
 
 
 if __name__ == "__main__":
