@@ -87,10 +87,17 @@ def run_finetune(prog: str, argv: list[str], dataclass_types: tuple, finetune, s
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Our messages at `level` on stderr (stdout carries results); transformers and datasets keep their own
-    verbosity."""
+    verbosity. When stderr is not a terminal, their progress bars are off (tokenisation, saving): redrawn
+    bars fill a log file; the Trainer's own bars become plain lines (`training/progress.py`)."""
     logger = logging.getLogger("hf_custom_lm")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(level)
+    if not sys.stderr.isatty():
+        from datasets.utils.tqdm import disable_progress_bars
+        from transformers.utils.logging import disable_progress_bar
+
+        disable_progress_bars()
+        disable_progress_bar()
