@@ -139,10 +139,29 @@ def remote_code_registered(model):
             config.auto_map = saved_auto_map
 
 
+@contextmanager
+def inference_use_cache(model):
+    """Give `config.use_cache` its value from before training while the model is saved, then restore it.
+
+    The Trainer sets `model.config.use_cache = args.use_cache` (False by default) for training; a folder saved
+    with that would return no cache from a plain forward and is refused by transformers' export wrappers.
+    `generation_config.use_cache` still holds the config's own value (generation configs are made from the model
+    config and the Trainer leaves them alone); heads that do not generate have none and get True.
+    """
+    config, saved = model.config, model.config.use_cache
+    generation_config = getattr(model, "generation_config", None)
+    config.use_cache = True if generation_config is None else bool(generation_config.use_cache)
+    try:
+        yield
+    finally:
+        config.use_cache = saved
+
+
 def save_model_folder(model, tokenizer, output_dir: str | Path, training_args=None) -> Path:
     """Write a folder that `Auto*.from_pretrained` loads, with `auto_map` and the model code for remote use,
-    and `training_args.json` (read by `hub.export_run` for the model card) when `training_args` is given."""
-    with remote_code_registered(model):
+    `use_cache` as the config had it before training, and `training_args.json` (read by `hub.export_run` for
+    the model card) when `training_args` is given."""
+    with remote_code_registered(model), inference_use_cache(model):
         model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     if training_args is not None:

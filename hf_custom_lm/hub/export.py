@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..folders import check_vocab_fits, load_model, load_tokenizer_from, save_model_folder
+from ..folders import check_vocab_fits, inference_use_cache, load_model, load_tokenizer_from, save_model_folder
 from ..model import CODE_FILES, CustomLMForCausalLM
 from ..training.checkpoints import checkpoint_folders
 from .llama import to_llama
@@ -88,7 +88,8 @@ def export(
     _prepare_out_dir(out_dir, overwrite)
 
     if llama is not None:
-        llama.save_pretrained(out_dir)
+        with inference_use_cache(llama):  # `use_cache` as before training, as `save_model_folder` writes it
+            llama.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
     else:
         save_model_folder(model, tokenizer, out_dir)
