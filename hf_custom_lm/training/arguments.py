@@ -167,21 +167,30 @@ class LMTrainingArguments(TrainingArguments):
 
 
 @dataclass
-class ClassifierArguments:
+class HeadArguments:
+    """What fine-tuning every head takes; each head's arguments restate `train_file` with its format."""
+
     model_name_or_path: str = field(metadata={"help": "A trained language-model folder (model + tokenizer)."})
-    train_file: str = field(metadata={"help": "Labelled examples: .csv, .json or .jsonl with text and label columns."})
-    validation_file: str | None = field(default=None, metadata={"help": "Labelled validation examples, same format."})
-    text_column_name: str = field(default="text", metadata={"help": "Column holding the text."})
-    label_column_name: str = field(default="label", metadata={"help": "Column holding the label (any strings)."})
-    max_length: int = field(default=256, metadata={"help": "Longest input in tokens; longer texts are truncated."})
+    train_file: str = field(metadata={"help": "Training examples."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Validation examples, in the training file's format."}
+    )
+    max_length: int = field(default=256, metadata={"help": "Longest input in tokens; longer inputs are truncated."})
     validation_split_percentage: int = field(
-        default=10, metadata={"help": "Percent of the training rows held out when there is no validation file."}
+        default=10, metadata={"help": "Percent of the training examples held out when there is no validation file."}
     )
 
     def __post_init__(self):
         check_validation_split_percentage(self.validation_split_percentage)
         if self.max_length < 1:
             raise ValueError(f"`max_length` must be at least 1 token, got {self.max_length}.")
+
+
+@dataclass
+class ClassifierArguments(HeadArguments):
+    train_file: str = field(metadata={"help": "Labelled examples: .csv, .json or .jsonl with text and label columns."})
+    text_column_name: str = field(default="text", metadata={"help": "Column holding the text."})
+    label_column_name: str = field(default="label", metadata={"help": "Column holding the label (any strings)."})
 
 
 @dataclass

@@ -14,13 +14,11 @@ from pathlib import Path
 from datasets import ClassLabel, DatasetDict
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from ..folders import check_vocab_fits, load_model, load_tokenizer_from, save_model_folder
 from .arguments import ClassifierArguments, ClassifierTrainingArguments
-from .callbacks import build_callbacks
 from .checkpoints import resolve_resume_checkpoint
 from .data import read_dataset
+from .finetune_head import check_language_model_folder, load_head_model, train_head
 from .metrics import classification_accuracy
-from .trainer import CustomLMTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +82,13 @@ def load_labelled_dataset(args: ClassifierArguments, seed: int = 42) -> tuple[Da
 
 def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrainingArguments) -> dict[str, float]:
     """Train `score` (and the body) on labelled text; saves a folder `pipeline("text-classification")` loads."""
-    if not Path(args.model_name_or_path).is_dir():
-        raise FileNotFoundError(
-            f"`model_name_or_path` {args.model_name_or_path!r} is not a folder; pass a trained language-model folder."
-        )
+    check_language_model_folder(args.model_name_or_path)  # named before the data is read
     checkpoint = resolve_resume_checkpoint(training_args)
     splits, names = load_labelled_dataset(args, seed=training_args.seed)
-    tokenizer = load_tokenizer_from(args.model_name_or_path)
-    model = load_model(
-        args.model_name_or_path,
-        AutoModelForSequenceClassification,
-        num_labels=len(names),
-        id2label=dict(enumerate(names)),
-        label2id={name: i for i, name in enumerate(names)},
+    model, tokenizer = load_head_model(
+        args.model_name_or_path, AutoModelForSequenceClassification, num_labels=len(names),
+        id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)},
     )
-    check_vocab_fits(tokenizer, model.config)
     max_length = min(args.max_length, model.config.max_position_embeddings)
 
     def tokenize(batch):
@@ -106,22 +96,5 @@ def finetune_classifier(args: ClassifierArguments, training_args: ClassifierTrai
 
     with training_args.main_process_first(desc="tokenizing"):
         encoded = splits.map(tokenize, batched=True, remove_columns=["text"])
-    trainer = CustomLMTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=classification_accuracy,
-        callbacks=build_callbacks(training_args, checkpoint),
-        language_model_metrics=False,
-    )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_metrics("train", train_result.metrics)
-    eval_metrics = trainer.evaluate()
-    trainer.save_metrics("eval", eval_metrics)
-    trainer.save_state()
-    if training_args.should_save:
-        save_model_folder(trainer.model, tokenizer, training_args.output_dir, training_args)
-    return {**train_result.metrics, **eval_metrics}
+    return train_head(model, tokenizer, training_args, checkpoint, encoded["train"], encoded["validation"],
+                      DataCollatorWithPadding(tokenizer), classification_accuracy)

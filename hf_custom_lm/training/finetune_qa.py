@@ -28,32 +28,23 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
-from .arguments import (
-    ClassifierTrainingArguments,
-    _default,
-    check_validation_split_percentage,
-)
+from .arguments import ClassifierTrainingArguments, HeadArguments, _default
 from .checkpoints import resolve_resume_checkpoint
-from .finetune_head import hold_out, load_head_model, train_head
+from .finetune_head import load_head_model, read_rows, read_text, train_head
 
 
 @dataclass
-class QuestionAnsweringArguments:
-    model_name_or_path: str = field(metadata={"help": "A trained language-model folder (model + tokenizer)."})
+class QuestionAnsweringArguments(HeadArguments):
     train_file: str = field(
         metadata={"help": "SQuAD-format .json (data -> paragraphs -> qas), or .json/.jsonl rows with id, context, "
                           "question, answers{text, answer_start}."}
     )
-    validation_file: str | None = field(default=None, metadata={"help": "Validation questions, same formats."})
     max_length: int = field(default=384, metadata={"help": "Tokens per window (question + part of the context)."})
     doc_stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive windows of a long context."})
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer predicted, in tokens."})
-    validation_split_percentage: int = field(
-        default=10, metadata={"help": "Percent of the training questions held out when there is no validation file."}
-    )
 
     def __post_init__(self):
-        check_validation_split_percentage(self.validation_split_percentage)
+        super().__post_init__()
         if not 0 <= self.doc_stride < self.max_length:
             raise ValueError(
                 f"`doc_stride` ({self.doc_stride}) must be at least 0 and below `max_length` ({self.max_length}): "
@@ -68,9 +59,8 @@ class QuestionAnsweringTrainingArguments(ClassifierTrainingArguments):
     output_dir: str | None = _default("output_dir", "outputs/qa")
 
 
-def _json_rows(path: Path, argument: str) -> list:
+def _json_rows(text: str, where: str) -> list:
     """The rows of a JSON document (SQuAD's nested `data`, a list, one object) or of a JSON-lines file."""
-    text = path.read_text(encoding="utf-8")
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
@@ -82,8 +72,8 @@ def _json_rows(path: Path, argument: str) -> list:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
                 raise ValueError(
-                    f"`{argument}` {str(path)!r} line {number} is not JSON ({err}); give one SQuAD-format JSON "
-                    "document or one JSON object per line."
+                    f"{where} line {number} is not JSON ({err}); give one SQuAD-format JSON document or one JSON "
+                    "object per line."
                 ) from err
         return rows
     if isinstance(document, dict) and "data" in document:  # SQuAD: data -> paragraphs -> qas
@@ -125,13 +115,11 @@ def _check_row(row, number: int, where: str) -> dict:
 
 def read_squad_file(path: str, argument: str = "train_file") -> list[dict]:
     """Rows `{"id", "question", "context", "answers": {"text": [...], "answer_start": [...]}}` of a SQuAD file."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"`{argument}` {path!r} does not exist.")
-    if file.suffix.lower() not in (".json", ".jsonl"):
+    text = read_text(path, argument)
+    if Path(path).suffix.lower() not in (".json", ".jsonl"):
         raise ValueError(f"`{argument}` {path!r} is not a .json or .jsonl file (SQuAD format).")
     where = f"`{argument}` {path!r}"
-    rows = [_check_row(row, number, where) for number, row in enumerate(_json_rows(file, argument))]
+    rows = [_check_row(row, number, where) for number, row in enumerate(_json_rows(text, where))]
     if not rows:
         raise ValueError(f"{where} holds no questions.")
     return rows
@@ -251,11 +239,7 @@ def finetune_qa(
 ) -> dict[str, float]:
     """Train `qa_outputs` (and the body) on SQuAD-format questions; reports exact match and F1 on validation."""
     checkpoint = resolve_resume_checkpoint(training_args)
-    train_rows = read_squad_file(args.train_file, "train_file")
-    if args.validation_file:
-        validation_rows = read_squad_file(args.validation_file, "validation_file")
-    else:
-        train_rows, validation_rows = hold_out(train_rows, args.validation_split_percentage, training_args.seed)
+    train_rows, validation_rows = read_rows(args, read_squad_file, training_args.seed)
     model, tokenizer = load_head_model(args.model_name_or_path, AutoModelForQuestionAnswering)
     max_length = min(args.max_length, model.config.max_position_embeddings)
     if args.doc_stride >= max_length:

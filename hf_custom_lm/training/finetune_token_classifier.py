@@ -25,34 +25,19 @@ from transformers import (
     DataCollatorForTokenClassification,
 )
 
-from .arguments import (
-    ClassifierTrainingArguments,
-    _default,
-    check_validation_split_percentage,
-)
+from .arguments import ClassifierTrainingArguments, HeadArguments, _default
 from .checkpoints import resolve_resume_checkpoint
-from .finetune_head import hold_out, load_head_model, train_head
+from .finetune_head import load_head_model, read_rows, read_text, train_head
 
 JSON_SUFFIXES = (".json", ".jsonl")
 
 
 @dataclass
-class TokenClassifierArguments:
-    model_name_or_path: str = field(metadata={"help": "A trained language-model folder (model + tokenizer)."})
+class TokenClassifierArguments(HeadArguments):
     train_file: str = field(
         metadata={"help": "CoNLL-style text (token ... tag per line, blank line between sentences), or "
                           ".json/.jsonl rows with `tokens` and `tags` lists."}
     )
-    validation_file: str | None = field(default=None, metadata={"help": "Tagged validation sentences, same formats."})
-    max_length: int = field(default=256, metadata={"help": "Longest sentence in tokens; longer ones are truncated."})
-    validation_split_percentage: int = field(
-        default=10, metadata={"help": "Percent of the training sentences held out when there is no validation file."}
-    )
-
-    def __post_init__(self):
-        check_validation_split_percentage(self.validation_split_percentage)
-        if self.max_length < 1:
-            raise ValueError(f"`max_length` must be at least 1 token, got {self.max_length}.")
 
 
 @dataclass
@@ -100,12 +85,9 @@ def _json_rows(text: str, where: str) -> list[dict]:
 
 def read_tagged_file(path: str, argument: str = "train_file") -> list[dict]:
     """Sentences `{"tokens": [...], "tags": [...]}` of a CoNLL-style or JSON (lines) file."""
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"`{argument}` {path!r} does not exist.")
     where = f"`{argument}` {path!r}"
-    text = file.read_text(encoding="utf-8")
-    is_json = file.suffix.lower() in JSON_SUFFIXES
+    text = read_text(path, argument)
+    is_json = Path(path).suffix.lower() in JSON_SUFFIXES
     rows = [r for r in (_json_rows(text, where) if is_json else _conll_rows(text.splitlines(), where)) if r["tokens"]]
     if not rows:
         raise ValueError(f"{where} holds no tagged sentences.")
@@ -141,11 +123,7 @@ def finetune_token_classifier(args: TokenClassifierArguments,
                               training_args: TokenClassifierTrainingArguments) -> dict[str, float]:
     """Train `score` (and the body) on tagged sentences; saves a folder `pipeline("token-classification")` loads."""
     checkpoint = resolve_resume_checkpoint(training_args)
-    train_rows = read_tagged_file(args.train_file, "train_file")
-    if args.validation_file:
-        validation_rows = read_tagged_file(args.validation_file, "validation_file")
-    else:
-        train_rows, validation_rows = hold_out(train_rows, args.validation_split_percentage, training_args.seed)
+    train_rows, validation_rows = read_rows(args, read_tagged_file, training_args.seed)
     names = sorted({tag for row in train_rows for tag in row["tags"]})
     if len(names) < 2:
         raise ValueError(f"`train_file` {args.train_file!r} has a single tag {names}; a tagger needs at least two.")
