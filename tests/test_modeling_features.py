@@ -38,12 +38,6 @@ def test_hidden_states_and_attentions_are_returned(seeded):
     torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, 4, 7))
 
 
-def test_output_attentions_with_sdpa_says_how_to_switch():
-    model = AutoModelForCausalLM.from_config(tiny_config(), attn_implementation="sdpa")
-    with pytest.raises(ValueError, match="eager"):
-        model(torch.tensor([[3, 4]]), output_attentions=True)
-
-
 def test_inputs_embeds_equals_input_ids(seeded):
     model = CustomLMForCausalLM(tiny_config()).eval()
     ids = torch.randint(2, 512, (2, 6))

@@ -12,6 +12,10 @@ costs no more than with `DynamicLayer`. `keys` and `values` remain tensors of sh
 (crop, reorder, offload) makes the next update start a new buffer from the replacement. Under
 `torch.compile`, and when the keys need gradients, it concatenates like `DynamicLayer`.
 
+`GrowingCacheGenerationMixin` gives `generate`'s own default dynamic cache these layers; a forward called
+without a cache gets transformers' plain `DynamicCache`, as Llama does, so its output (and a `torch.export`ed
+program's) has Llama's structure.
+
 This file is copied to the Hub next to `modeling_custom_lm.py`, which imports it; it imports only torch
 and transformers.
 """
@@ -19,6 +23,7 @@ and transformers.
 import torch
 from transformers import PreTrainedConfig
 from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.generation import GenerationMixin
 
 # Spare room, in tokens, given to a buffer when it is (re)allocated: a quarter of its length, at least this.
 MIN_SPARE_TOKENS = 256
@@ -100,3 +105,17 @@ def use_growing_layers(cache: DynamicCache) -> DynamicCache:
 def growing_dynamic_cache(config: PreTrainedConfig) -> DynamicCache:
     """A new `DynamicCache` for `config` with `GrowingDynamicLayer`s."""
     return use_growing_layers(DynamicCache(config=config))
+
+
+class GrowingCacheGenerationMixin(GenerationMixin):
+    """`GenerationMixin` whose own choice of cache, when that is the default dynamic cache, gets
+    `GrowingDynamicLayer`s, which append in place instead of concatenating the whole cache at every step. A
+    cache passed by the caller, static caches and offloaded caches are left as they are."""
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
+        user_cache = model_kwargs.get("cache")
+        result = super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        cache = model_kwargs.get("cache")
+        if user_cache is None and type(cache) is DynamicCache and not cache.offloading:
+            use_growing_layers(cache)
+        return result

@@ -78,16 +78,8 @@ class CustomLMConfig(PreTrainedConfig):
 
     model_type = "custom_lm"
     keys_to_ignore_at_inference = ["cache"]
-    # Same tensor/pipeline-parallel plans as Llama: the module names are the same.
-    base_model_tp_plan = {
-        "layers.*.self_attn.q_proj": "colwise",
-        "layers.*.self_attn.k_proj": "colwise",
-        "layers.*.self_attn.v_proj": "colwise",
-        "layers.*.self_attn.o_proj": "rowwise",
-        "layers.*.mlp.gate_proj": "colwise",
-        "layers.*.mlp.up_proj": "colwise",
-        "layers.*.mlp.down_proj": "rowwise",
-    }
+    # Same pipeline-parallel plan as Llama, and Llama's tensor-parallel plan (`base_model_tp_plan`) for the
+    # modules this config builds: the names are the same.
     base_model_pp_plan = {
         "embed_tokens": (["input_ids"], ["inputs_embeds"]),
         "layers": (["hidden_states", "attention_mask"], ["hidden_states"]),
@@ -138,6 +130,21 @@ class CustomLMConfig(PreTrainedConfig):
         self.validate_architecture()
         self.validate_token_ids()
 
+    @property
+    def base_model_tp_plan(self) -> dict[str, str]:
+        plan = {
+            "layers.*.self_attn.q_proj": "colwise",
+            "layers.*.self_attn.k_proj": "colwise",
+            "layers.*.self_attn.v_proj": "colwise",
+            "layers.*.self_attn.o_proj": "rowwise",
+            "layers.*.mlp.gate_proj": "colwise",
+            "layers.*.mlp.up_proj": "colwise",
+            "layers.*.mlp.down_proj": "rowwise",
+        }
+        if self.mlp_type == "plain":  # down(act(up(x))): no gate
+            del plan["layers.*.mlp.gate_proj"]
+        return plan
+
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "CustomLMConfig":
         """A config from a named size (`tiny`, `small`, `base`) or the seed's `classic` Transformer."""
@@ -171,6 +178,14 @@ class CustomLMConfig(PreTrainedConfig):
             raise ValueError(f"`head_dim` must be even for rotary positions, got {self.head_dim}.")
         if self.position_embedding_type == "sinusoidal" and self.hidden_size % 2 != 0:
             raise ValueError(f"`hidden_size` must be even for sinusoidal positions, got {self.hidden_size}.")
+        default_rope = {"rope_type": "default", "rope_theta": self.default_theta}
+        if self.position_embedding_type != "rope" and dict(self.rope_parameters or default_rope) != default_rope:
+            # A reloaded config carries the defaults that `PreTrainedConfig` fills in; only other values are refused.
+            raise ValueError(
+                f"`rope_parameters` ({self.rope_parameters}) act on rotary positions only, but "
+                f"`position_embedding_type` is {self.position_embedding_type!r}: drop `rope_parameters` (and "
+                "`rope_scaling` / `rope_theta`) or use `position_embedding_type='rope'`."
+            )
         for name in ("attention_dropout", "hidden_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)!r}.")

@@ -1,18 +1,10 @@
-"""CustomLM: a decoder-only Transformer written the way transformers writes Llama.
-
-Reads top to bottom: input checks, norms, position encodings, attention helpers, MLPs, attention, decoder
-layer, pretrained base, model, heads. With the default config the maths and the parameter names are
-Llama's, so a state dict loads into `LlamaForCausalLM` unchanged.
-
-The speed lives in `kernels_custom_lm.py` behind four plain functions (`rms_norm`, `swiglu`,
-`apply_rotary_pos_emb`, `linear_cross_entropy`); this file reads the same with their plain PyTorch
-expressions. The default dynamic cache appends in place (`cache_custom_lm.py`).
+"""CustomLM, written the way transformers writes Llama: input checks, norms, positions, attention helpers, MLPs,
+attention, decoder layer, pretrained base, model, heads. With the default config the maths and parameter names
+are Llama's. Speed lives behind plain functions in `kernels_custom_lm.py`, `generate`'s in-place cache in
+`cache_custom_lm.py`; copied to the Hub with them and the configuration, it imports only torch and transformers.
 
 Shape legend: B batch, T query length, S key length (cache + T), D hidden_size, H attention heads,
 Hkv key/value heads, hd head_dim, I intermediate_size, V vocab_size.
-
-This file is copied to the Hub with `configuration_custom_lm.py`, `cache_custom_lm.py` and
-`kernels_custom_lm.py`; it imports only torch, transformers' public modules and those three.
 """
 
 import math
@@ -23,71 +15,49 @@ from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.generation import GenerationMixin
 from transformers.loss.loss_utils import LOSS_MAPPING
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
-    BaseModelOutputWithPast,
-    CausalLMOutputWithPast,
-    QuestionAnsweringModelOutput,
-    SequenceClassifierOutputWithPast,
+    BaseModelOutputWithPast, CausalLMOutputWithPast, QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast,
     TokenClassifierOutput,
 )
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
-from transformers.utils import logging
+from transformers.utils.deprecation import deprecate_kwarg
 
-from .cache_custom_lm import growing_dynamic_cache, use_growing_layers
+from .cache_custom_lm import GrowingCacheGenerationMixin
 from .configuration_custom_lm import CustomLMConfig
-from .kernels_custom_lm import (
-    apply_rotary_pos_emb,
-    autocast_dtype,
-    linear_cross_entropy,
-    rms_norm,
-    swiglu,
-)
-
-logger = logging.get_logger(__name__)
+from .kernels_custom_lm import apply_rotary_pos_emb, autocast_dtype, linear_cross_entropy, rms_norm, swiglu
 
 
-def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    """Out-of-range ids would raise a bare IndexError on CPU and a device assert on GPU; say what is wrong."""
-    if input_ids.numel() == 0 or torch.compiler.is_compiling():
-        return
-    low, high = torch.aminmax(input_ids)
-    if low < 0 or high >= vocab_size:
+def check_inputs(config: CustomLMConfig, input_ids, attention_mask, position_ids, expected_mask_shape) -> None:
+    """Say what is wrong where torch would raise a bare IndexError (a device assert on GPU) or silently cut a mask."""
+    low, high = torch.aminmax(input_ids) if input_ids is not None and input_ids.numel() else (0, 0)
+    if low < 0 or high >= config.vocab_size:
         raise ValueError(
-            f"`input_ids` must lie in [0, {vocab_size}) (the model's `vocab_size`), got values from {low.item()} "
-            f"to {high.item()}. Use the tokenizer this model was trained with, or call "
+            f"`input_ids` must lie in [0, {config.vocab_size}) (the model's `vocab_size`), got values from "
+            f"{low.item()} to {high.item()}. Use the tokenizer this model was trained with, or call "
             "`model.resize_token_embeddings(len(tokenizer))` after adding tokens."
         )
-
-
-def check_attention_mask(attention_mask: torch.Tensor, batch_size: int, total_length: int) -> None:
-    """A 2D mask covers the cached tokens and the new ones; a wrong one would otherwise be silently cut or padded."""
-    if attention_mask.dim() == 2 and tuple(attention_mask.shape) != (batch_size, total_length):
+    if attention_mask is not None and attention_mask.dim() == 2 and tuple(attention_mask.shape) != expected_mask_shape:
         raise ValueError(
-            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs ({batch_size}, "
-            f"{int(total_length)}): one row per sequence and one column per token, cached tokens included. Pass the "
-            "mask the tokenizer returned with these `input_ids` (extended by one column per generated token)."
+            f"`attention_mask` has shape {tuple(attention_mask.shape)} but the input needs {expected_mask_shape} (one "
+            "column per token, cached ones included): pass the mask the tokenizer returned with these `input_ids`, "
+            "extended by one column per generated token."
         )
-
-
-def check_learned_positions(position_ids: torch.Tensor, max_position_embeddings: int) -> None:
-    """A learned table has `max_position_embeddings` rows; a later position has no embedding."""
-    if position_ids.numel() and position_ids.max() >= max_position_embeddings:
+    last = position_ids.max() if config.position_embedding_type == "learned" and position_ids.numel() else -1
+    if last >= config.max_position_embeddings:  # a learned table has no row for it
         raise ValueError(
-            f"Position {position_ids.max().item()} is past `max_position_embeddings` ({max_position_embeddings}) "
-            "of this model's learned position table. Truncate the input (tokenizer `truncation=True, "
-            "max_length=...`) or lower `max_new_tokens`."
+            f"Position {int(last)} is past `max_position_embeddings` ({config.max_position_embeddings}) of this "
+            "model's learned position table. Truncate the input (tokenizer `truncation=True, max_length=...`) or "
+            "lower `max_new_tokens`."
         )
 
 
 class CustomLMRMSNorm(nn.Module):
     """Llama's RMSNorm: statistics in fp32 so bf16 activations keep their scale. Under autocast the output is
-    cast once to the autocast dtype, which every projection reading it would otherwise cast again (q, k, v:
-    three copies, and three casts back in the backward pass)."""
+    cast once to the autocast dtype, which the q, k and v projections reading it would otherwise each cast again."""
 
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
@@ -98,9 +68,6 @@ class CustomLMRMSNorm(nn.Module):
         output = rms_norm(hidden_states, self.weight, self.variance_epsilon)
         compute_dtype = autocast_dtype(output)
         return output if compute_dtype is None else output.to(compute_dtype)
-
-    def extra_repr(self):
-        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
 
 
 class CustomLMLayerNorm(nn.LayerNorm):
@@ -119,28 +86,27 @@ def build_dropout(p: float) -> nn.Module:
 
 
 class CustomLMRotaryEmbedding(nn.Module):
-    """Llama's cos/sin tables (B, T, hd) for rotary positions, computed per call from `position_ids` (so left
-    padding works), in fp32 and then in the dtype the projections produce."""
+    """Llama's cos/sin tables (B, T, hd) from `position_ids` (so left padding works), for every `rope_type` of
+    `ROPE_INIT_FUNCTIONS`; `dynamic_rope_update` recomputes `inv_freq` for `dynamic` and `longrope`, as in Llama."""
 
     def __init__(self, config: CustomLMConfig):
         super().__init__()
         self.config = config
+        self.max_seq_len_cached = self.original_max_seq_len = config.max_position_embeddings
         self.rope_type = config.rope_parameters["rope_type"]
-        rope_init_fn: Callable = self.compute_default_rope_parameters
-        if self.rope_type != "default":
-            rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
+        rope_init_fn = ROPE_INIT_FUNCTIONS.get(self.rope_type, self.compute_default_rope_parameters)
         inv_freq, self.attention_scaling = rope_init_fn(config)
         self.inv_freq = nn.Buffer(inv_freq, persistent=False)  # (hd/2,)
         self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
 
     @staticmethod
     def compute_default_rope_parameters(config: CustomLMConfig, **kwargs) -> tuple[torch.Tensor, float]:
-        base = config.rope_parameters["rope_theta"]
-        dim = config.head_dim
-        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-        return inv_freq, 1.0
+        """theta^(-2i/hd) for i < hd/2, and no scaling; named as `PreTrainedModel._init_weights` looks it up."""
+        exponents = torch.arange(0, config.head_dim, 2, dtype=torch.int64).float() / config.head_dim
+        return 1.0 / config.rope_parameters["rope_theta"] ** exponents, 1.0
 
     @torch.no_grad()
+    @dynamic_rope_update
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # fp32 angles even under autocast: positions in the thousands lose precision in bf16.
         with torch.autocast(device_type=x.device.type, enabled=False):
@@ -152,13 +118,10 @@ class CustomLMRotaryEmbedding(nn.Module):
 
 
 def sinusoidal_position_embeddings(position_ids: torch.Tensor, dim: int) -> torch.Tensor:
-    """The fixed table of "Attention Is All You Need": even channels sin, odd channels cos.
-
-    (B, T) -> (B, T, dim) in fp32. Computed from the ids, so any length and left padding work.
-    """
-    inv_freq = torch.exp(
-        torch.arange(0, dim, 2, device=position_ids.device, dtype=torch.float32) * (-math.log(10000.0) / dim)
-    )
+    """The fixed table of "Attention Is All You Need", even channels sin, odd cos: (B, T) -> (B, T, dim) in fp32,
+    computed from the ids, so any length and left padding work."""
+    exponents = torch.arange(0, dim, 2, device=position_ids.device, dtype=torch.float32)
+    inv_freq = torch.exp(exponents * (-math.log(10000.0) / dim))
     angles = position_ids[..., None].float() * inv_freq  # (B, T, dim/2)
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
 
@@ -173,19 +136,12 @@ def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
 
 
 def eager_attention_forward(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    dropout: float = 0.0,
-    **kwargs,
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0, **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(QK^T / sqrt(hd) + mask) V. Returns (B, T, H, hd) and the weights (B, H, T, S)."""
     key_states = repeat_kv(key, module.num_key_value_groups)
     value_states = repeat_kv(value, module.num_key_value_groups)
-
     attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
@@ -227,11 +183,8 @@ class CustomLMPlainMLP(nn.Module):
         return self.down_proj(self.act_fn(self.up_proj(x)))
 
 
-MLP_CLASSES = {"gated": CustomLMGatedMLP, "plain": CustomLMPlainMLP}
-
-
 def build_mlp(config: CustomLMConfig) -> nn.Module:
-    return MLP_CLASSES[config.mlp_type](config)
+    return CustomLMPlainMLP(config) if config.mlp_type == "plain" else CustomLMGatedMLP(config)
 
 
 class CustomLMAttention(nn.Module):
@@ -255,16 +208,11 @@ class CustomLMAttention(nn.Module):
         self.o_proj.is_residual_projection = True  # read by `_init_weights`
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None,
-        attention_mask: torch.Tensor | None,
-        cache: Cache | None = None,
-        **kwargs,
+        self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor] | None,
+        attention_mask: torch.Tensor | None, cache: Cache | None = None, **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]  # (B, T)
         hidden_shape = (*input_shape, -1, self.head_dim)
-
         query_states = self.q_proj(hidden_states).view(hidden_shape)  # (B, T, H, hd)
         key_states = self.k_proj(hidden_states).view(hidden_shape)  # (B, T, Hkv, hd)
         value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)  # (B, Hkv, T, hd)
@@ -279,15 +227,10 @@ class CustomLMAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        # `output_attentions` rides in kwargs, as in Llama: eager returns the weights, sdpa warns and returns None.
         attn_output, attn_weights = attention_interface(
-            self,
-            query_states,
-            key_states,
-            value_states,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
+            self, query_states, key_states, value_states, attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling, **kwargs,
         )
         attn_output = attn_output.reshape(*input_shape, -1).contiguous()  # (B, T, H * hd)
         return self.o_proj(attn_output), attn_weights
@@ -305,19 +248,12 @@ class CustomLMDecoderLayer(GradientCheckpointingLayer):
         self.dropout = build_dropout(config.hidden_dropout)
 
     def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-        cache: Cache | None = None,
-        **kwargs,
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None, cache: Cache | None = None, **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_out, attn_weights = self.self_attn(
-            self.input_layernorm(hidden_states),
-            position_embeddings=position_embeddings,
-            attention_mask=attention_mask,
-            cache=cache,
-            **kwargs,
+            self.input_layernorm(hidden_states), position_embeddings=position_embeddings,
+            attention_mask=attention_mask, cache=cache, **kwargs,
         )
         hidden_states = hidden_states + self.dropout(attn_out)
         hidden_states = hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
@@ -354,9 +290,8 @@ class CustomLMPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
 
     def _init_weights(self, module: nn.Module):
-        """Normal(0, initializer_range) everywhere (the base class), then the residual projections
-        (`o_proj`, `down_proj`) scaled by 1/sqrt(2 * num_hidden_layers), per GPT-2: each of the 2L
-        residual branches adds variance, so this keeps the stream's scale independent of depth."""
+        """Normal(0, initializer_range) (the base class), then `o_proj` and `down_proj` by 1/sqrt(2 * layers), per
+        GPT-2: each of the 2L residual branches adds variance, so the stream's scale stays independent of depth."""
         super()._init_weights(module)
         if getattr(module, "is_residual_projection", False):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
@@ -364,7 +299,8 @@ class CustomLMPreTrainedModel(PreTrainedModel):
 
 
 class CustomLMModel(CustomLMPreTrainedModel):
-    """Embeddings, the decoder stack and the final norm; returns hidden states (B, T, D)."""
+    """Embeddings, the decoder stack and the final norm; returns hidden states (B, T, D). As in Llama, the
+    `output_*` flags and `return_dict` come in `kwargs`, and `past_key_values=` is `cache=` with a warning."""
 
     def __init__(self, config: CustomLMConfig):
         super().__init__(config)
@@ -376,75 +312,48 @@ class CustomLMModel(CustomLMPreTrainedModel):
         elif config.position_embedding_type == "rope":
             self.rotary_emb = CustomLMRotaryEmbedding(config)
         self.dropout = build_dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList(
-            [CustomLMDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
-        )
+        self.layers = nn.ModuleList([CustomLMDecoderLayer(config, idx) for idx in range(config.num_hidden_layers)])
         self.norm = build_norm(config)
         self.gradient_checkpointing = False
         self.post_init()
 
     def _embed_positions(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor):
         """Returns (embeddings with additive positions, rotary (cos, sin) or None)."""
-        kind = self.config.position_embedding_type
-        if kind == "rope":
+        if self.config.position_embedding_type == "rope":
             return inputs_embeds, self.rotary_emb(inputs_embeds, position_ids)
-        if kind == "sinusoidal":
+        if self.config.position_embedding_type == "sinusoidal":
             table = sinusoidal_position_embeddings(position_ids, self.config.hidden_size)
             return inputs_embeds + table.to(inputs_embeds.dtype), None
         # Left-padding positions are -1 under generate(); they are masked out, so any row will do.
         return inputs_embeds + self.embed_positions(position_ids.clamp(min=0)), None
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
+        self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None, **kwargs,
     ) -> BaseModelOutputWithPast | tuple:
-        if cache is None and "past_key_values" in kwargs:  # the pre-5.x name, still sent by some callers
-            cache = kwargs.pop("past_key_values")
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"`output_attentions=True` needs eager attention, but this model uses "
-                f"{self.config._attn_implementation!r}. Load it with `attn_implementation=\"eager\"` or call "
-                "`model.set_attn_implementation(\"eager\")`."
-            )
+        return_dict = kwargs.pop("return_dict", None)
+        output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+        output_hidden_states = kwargs.get("output_hidden_states", self.config.output_hidden_states)
         use_cache = (self.config.use_cache and not self.training) if use_cache is None else use_cache
         if use_cache and cache is None:
-            cache = growing_dynamic_cache(self.config)
+            cache = DynamicCache(config=self.config)  # Llama's; `generate` gives its own in-place layers
         past_seen_tokens = cache.get_seq_length() if cache is not None else 0
         batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if position_ids is None:
-            position_ids = torch.arange(seq_length, device=self.embed_tokens.weight.device) + past_seen_tokens
-            position_ids = position_ids.unsqueeze(0)  # (1, T)
-        if not torch.compiler.is_compiling():
-            if input_ids is not None:
-                check_token_ids(input_ids, self.config.vocab_size)
-            if attention_mask is not None:
-                check_attention_mask(attention_mask, batch_size, past_seen_tokens + seq_length)
-            if self.config.position_embedding_type == "learned":
-                check_learned_positions(position_ids, self.config.max_position_embeddings)
+            position_ids = (torch.arange(seq_length, device=self.embed_tokens.weight.device) + past_seen_tokens)[None]
+        if not torch.compiler.is_compiling():  # data-dependent checks would break the graph
+            mask_shape = (batch_size, past_seen_tokens + seq_length)
+            check_inputs(self.config, input_ids, attention_mask, position_ids, mask_shape)
 
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)  # (B, T, D)
         # None when there is no padding (sdpa then uses is_causal); else a (B, 1, T, S) mask.
         causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
+            config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
             position_ids=position_ids,
         )
         hidden_states, position_embeddings = self._embed_positions(inputs_embeds, position_ids)
@@ -456,28 +365,23 @@ class CustomLMModel(CustomLMPreTrainedModel):
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             hidden_states, attn_weights = decoder_layer(
-                hidden_states,
-                attention_mask=causal_mask,
-                position_embeddings=position_embeddings,
-                cache=cache,
+                hidden_states, attention_mask=causal_mask, position_embeddings=position_embeddings, cache=cache,
                 **kwargs,
             )
-            if output_attentions:
+            if output_attentions and attn_weights is not None:  # None from sdpa, as in Llama: ()
                 all_attentions += (attn_weights,)
         hidden_states = self.norm(hidden_states)
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
 
         output = BaseModelOutputWithPast(
-            last_hidden_state=hidden_states,
-            cache=cache if use_cache else None,
-            hidden_states=all_hidden_states,
+            last_hidden_state=hidden_states, cache=cache if use_cache else None, hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
         return output if return_dict is not False else output.to_tuple()
 
 
-class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
+class CustomLMForCausalLM(CustomLMPreTrainedModel, GrowingCacheGenerationMixin):  # GenerationMixin, see its file
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
@@ -491,56 +395,26 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
         self.register_load_state_dict_post_hook(tied_weights_loaded)
 
     def _can_fuse_loss(self, logits_to_keep: int | torch.Tensor) -> bool:
-        """The fused loss reads `lm_head.weight` directly: only when `config.fused_loss` is on, for the plain
-        head (not an adapter's or a quantised one) and the default loss, and when every position is projected."""
-        head = self.lm_head
-        return (
-            self.config.fused_loss
-            and isinstance(logits_to_keep, int)
-            and logits_to_keep == 0
-            and type(head) is nn.Linear
-            and head.bias is None
-            and self.loss_function is LOSS_MAPPING["ForCausalLM"]
-        )
+        """The fused loss reads `lm_head.weight` directly: only with `config.fused_loss`, the plain head (not an
+        adapter's or a quantised one), the default loss, and every position projected."""
+        head, default_loss = self.lm_head, self.loss_function is LOSS_MAPPING["ForCausalLM"]
+        plain_head = type(head) is nn.Linear and head.bias is None and default_loss
+        return self.config.fused_loss and plain_head and isinstance(logits_to_keep, int) and logits_to_keep == 0
 
-    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs):
-        """`generate`'s own choice of cache; when that is the default dynamic cache, its layers append in place
-        (`GrowingDynamicLayer`) instead of concatenating the whole cache at every step. A cache passed by the
-        caller, static caches and offloaded caches are left as they are."""
-        user_cache = model_kwargs.get("cache")
-        result = super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
-        cache = model_kwargs.get("cache")
-        if user_cache is None and type(cache) is DynamicCache and not cache.offloading:
-            use_growing_layers(cache)
-        return result
-
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int | torch.Tensor = 0,
-        return_dict: bool | None = None,
-        **kwargs,
+        self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None, logits_to_keep: int | torch.Tensor = 0, **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
-        r"""`labels` (B, T) are the input ids themselves (the shift happens in the loss); -100 is ignored.
-        `logits_to_keep`: project only the last N positions (or the given indices) onto the vocabulary.
-
-        In training mode with `labels` and `config.fused_loss` on, the loss comes from a projection fused with
-        the cross-entropy that never builds the (B, T, V) logits, so `logits` is None. In eval mode, without
-        labels or with `fused_loss=False`, `logits` is returned as usual."""
+        r"""`labels` (B, T): the input ids (shifted in the loss), -100 ignored. `logits_to_keep`: project only the
+        last N positions (or the given indices). In training mode with `labels` and `config.fused_loss` the loss is
+        fused with the projection and never builds the (B, T, V) logits, so `logits` is None."""
+        return_dict = kwargs.pop("return_dict", None)
         outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         hidden_states = outputs.last_hidden_state
         loss = logits = None
@@ -553,10 +427,7 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GenerationMixin):
                 loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
 
         output = CausalLMOutputWithPast(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            hidden_states=outputs.hidden_states,
+            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
         return output if return_dict is not False else output.to_tuple()
@@ -572,39 +443,27 @@ class CustomLMForSequenceClassification(CustomLMPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
+        self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None, labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None, **kwargs,
     ) -> SequenceClassifierOutputWithPast | tuple:
+        return_dict = kwargs.pop("return_dict", None)
         outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
         )
         logits = self.score(outputs.last_hidden_state)  # (B, T, num_labels)
         batch_size, seq_len = logits.shape[:2]
 
         # Index of the rightmost real token per row: from the attention mask if given, else from the pad id.
-        if attention_mask is not None:
-            real = attention_mask.to(logits.device, torch.int32)
-        elif input_ids is not None and self.config.pad_token_id is not None:
-            real = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
-        else:
-            real = torch.ones(batch_size, seq_len, dtype=torch.int32, device=logits.device)
+        if attention_mask is None and input_ids is not None and self.config.pad_token_id is not None:
+            attention_mask = input_ids != self.config.pad_token_id
+        real = torch.ones(batch_size, seq_len) if attention_mask is None else attention_mask
         positions = torch.arange(seq_len, device=logits.device, dtype=torch.int32)
-        last_token = (positions * real).argmax(-1)
+        last_token = (positions * real.to(logits.device, torch.int32)).argmax(-1)
         pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_token]  # (B, num_labels)
 
         loss = None
@@ -612,10 +471,7 @@ class CustomLMForSequenceClassification(CustomLMPreTrainedModel):
             loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
 
         output = SequenceClassifierOutputWithPast(
-            loss=loss,
-            logits=pooled_logits,
-            cache=outputs.cache,
-            hidden_states=outputs.hidden_states,
+            loss=loss, logits=pooled_logits, cache=outputs.cache, hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
         return output if return_dict is not False else output.to_tuple()
