@@ -56,10 +56,29 @@ def test_switches_change_the_modules():
     assert not hasattr(sinusoidal.model, "rotary_emb") and not hasattr(sinusoidal.model, "embed_positions")
 
 
-def test_classic_preset_is_the_seed_transformer():
-    config = CustomLMConfig.from_preset("classic")
-    assert (config.position_embedding_type, config.norm_type, config.mlp_type) == ("sinusoidal", "layernorm", "plain")
-    assert config.hidden_act in ("relu", "gelu") and config.hidden_dropout > 0 and config.attention_dropout > 0
+def test_classic_preset_builds_the_seed_transformer():
+    """LayerNorm with bias, no rotary and no position table (sinusoidal), a two-layer GELU MLP, and dropout that
+    acts in training only."""
+    torch.manual_seed(0)
+    model = CustomLMForCausalLM(CustomLMConfig.from_preset("classic", vocab_size=512))
+    layers = model.model.layers
+    norms = [model.model.norm] + [n for layer in layers for n in (layer.input_layernorm, layer.post_attention_layernorm)]
+    assert all(isinstance(n, torch.nn.LayerNorm) and n.bias is not None for n in norms)
+    assert not hasattr(model.model, "rotary_emb") and not hasattr(model.model, "embed_positions")
+    mlp = layers[0].mlp
+    assert not hasattr(mlp, "gate_proj")
+    x = torch.randn(2, 5, model.config.hidden_size)
+    torch.testing.assert_close(mlp(x), mlp.down_proj(torch.nn.functional.gelu(mlp.up_proj(x))))
+    assert any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
+
+    input_ids = torch.randint(2, 512, (2, 12))
+    model.train()
+    with torch.no_grad():
+        train_a, train_b = model(input_ids).logits, model(input_ids).logits
+        eval_a, eval_b = model.eval()(input_ids).logits, model(input_ids).logits
+    assert not torch.allclose(train_a, train_b)  # a fresh dropout mask each call
+    torch.testing.assert_close(eval_a, eval_b)
+    assert not torch.allclose(train_a, eval_a)
 
 
 def test_residual_projections_get_scaled_init():
