@@ -89,16 +89,6 @@ def cache(tmp_path):
     return tmp_path / "cache"
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    """The bundled tokenizer once it is packaged, else the tiny one with the same special tokens."""
-    try:
-        from hf_custom_lm.training.tokenization import TOKENIZER_DIR, load_tokenizer
-    except ImportError:
-        return build_tiny_tokenizer()
-    return load_tokenizer() if (TOKENIZER_DIR / "tokenizer.json").is_file() else build_tiny_tokenizer()
-
-
 def bundled_files():
     try:
         from hf_custom_lm.training.tokenization import bundled_corpus_files
@@ -212,7 +202,7 @@ def test_blocks_concatenate_to_the_token_stream_minus_only_the_tail(
     tmp_path, cache, tokenizer, monkeypatch, block_size
 ):
     # small batches so that blocks span batch boundaries, and a long document spans several blocks and batches
-    monkeypatch.setattr(data, "_BATCH_SIZE", 3)
+    monkeypatch.setattr(packing, "_BATCH_SIZE", 3)
     docs = DOCS + ["", "   ", " ".join(SAMPLE_TEXT[:6])] + DOCS[::-1]
     path = write_docs(tmp_path / "a.jsonl", docs)
     raw = load_text_dataset(train_file=path, validation_file=path, cache_dir=cache)
@@ -263,7 +253,7 @@ def test_bits_per_byte_converts_nats_per_token():
 
 
 def test_parallel_tokenizing_gives_the_same_blocks(tmp_path, cache, tokenizer, monkeypatch):
-    monkeypatch.setattr(data, "_BATCH_SIZE", 4)
+    monkeypatch.setattr(packing, "_BATCH_SIZE", 4)
     path = write_docs(tmp_path / "a.jsonl", DOCS * 2)
     raw = load_text_dataset(train_file=path, validation_file=path, cache_dir=cache)
     serial = tokenize_and_pack(raw, tokenizer, 16)
@@ -272,7 +262,7 @@ def test_parallel_tokenizing_gives_the_same_blocks(tmp_path, cache, tokenizer, m
 
 
 def test_streaming_packs_lazily_into_the_same_blocks(tmp_path, cache, tokenizer, monkeypatch):
-    monkeypatch.setattr(data, "_BATCH_SIZE", 3)
+    monkeypatch.setattr(packing, "_BATCH_SIZE", 3)
     path = write_docs(tmp_path / "a.jsonl.gz", DOCS * 2)
     mapped = tokenize_and_pack(load_text_dataset(train_file=path, validation_file=path, cache_dir=cache), tokenizer, 8)
     raw = load_text_dataset(train_file=path, validation_file=path, streaming=True)

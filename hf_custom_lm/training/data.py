@@ -38,16 +38,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from datasets import (
-    Dataset,
-    DatasetDict,
-    Features,
-    IterableDataset,
-    IterableDatasetDict,
-    List,
-    Value,
-    load_dataset,
-)
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
 from .arguments import check_validation_split_percentage
@@ -59,16 +50,6 @@ SUPPORTED_EXTENSIONS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv
 # compressions `datasets` decompresses on the fly, streaming or not, with the standard library alone
 COMPRESSION_EXTENSIONS = (".gz", ".bz2", ".xz")
 TXT_SAMPLE_BY = ("document", "paragraph", "line")
-
-# bump when the tokenised or packed layout changes, so that stale caches are not reused
-_CACHE_VERSION = 1
-# documents tokenised per call to the tokenizer
-_BATCH_SIZE = 1000
-
-TOKENIZED_FEATURES = Features({"input_ids": List(Value("int32")), "num_bytes": Value("int64")})
-PACKED_FEATURES = Features(
-    {"input_ids": List(Value("int32")), "labels": List(Value("int32")), "num_bytes": Value("int64")}
-)
 
 PathArg = str | os.PathLike | Sequence[str | os.PathLike]
 
