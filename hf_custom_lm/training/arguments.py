@@ -78,6 +78,9 @@ class DataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Validation text, same formats."})
     text_column_name: str = field(default="text", metadata={"help": "Column holding the text."})
     block_size: int = field(default=128, metadata={"help": "Tokens per training sequence after packing."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first this many packed blocks only (quick runs, debugging)."}
+    )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Evaluate on at most this many packed blocks (faster periodic evaluation)."}
     )
@@ -146,6 +149,11 @@ class LMTrainingArguments(TrainingArguments):
     )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the newest complete checkpoint in `output_dir`."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start a new run in an `output_dir` that holds an earlier run's checkpoints (deleted) or "
+                  "files no run wrote; without it such a folder is refused."},
     )
 
     def __post_init__(self):

@@ -6,6 +6,7 @@ half-written. Every reader of a run folder (resume, export) lists checkpoints th
 
 import json
 import logging
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -20,6 +21,9 @@ logger = logging.getLogger(__name__)
 TRAINER_STATE_NAME = "trainer_state.json"
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json")
 INCOMPLETE_SENTINEL = "checkpoint-is-incomplete.txt"
+# Written at the top of an output_dir by every run (the Trainer's state and arguments, the metrics, TensorBoard):
+# a folder holding one of them, or a checkpoint, is a training run's.
+RUN_MARKERS = (TRAINER_STATE_NAME, "training_args.json", "all_results.json", "runs")
 
 
 
@@ -75,8 +79,21 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
+def unrelated_files(output_dir: str | Path) -> list[str]:
+    """The visible names in `output_dir` when it is neither empty nor a training run's folder, else []."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    names = sorted(path.name for path in folder.iterdir() if not path.name.startswith("."))
+    if checkpoint_folders(folder) or any(name in RUN_MARKERS for name in names):
+        return []
+    return names
+
+
 def resolve_resume_checkpoint(training_args) -> str | None:
-    """The checkpoint to resume from, or None for a fresh run; refuses to start fresh over old checkpoints."""
+    """The checkpoint to resume from, or None for a fresh run. A fresh run refuses a folder of old checkpoints or
+    of files no run wrote, unless `overwrite_output_dir` (then the old checkpoints are deleted: the Trainer's
+    rotation and `--resume` would take them for the new run's)."""
     output_dir = training_args.output_dir
     if training_args.resume_from_checkpoint:
         if not is_complete_checkpoint(training_args.resume_from_checkpoint):
@@ -96,10 +113,22 @@ def resolve_resume_checkpoint(training_args) -> str | None:
             )
         logger.info(f"Resuming from {checkpoint}")
         return str(checkpoint)
+    overwrite = getattr(training_args, "overwrite_output_dir", False)
     existing = checkpoint_folders(output_dir)
-    if existing:
+    if existing and not overwrite:
         raise ValueError(
             f"{output_dir!r} already holds checkpoints ({existing[0].name}, ...). Pass `--resume` to continue "
-            "that run, or choose a new `--output_dir`."
+            "that run, `--overwrite_output_dir` to start a new one there, or choose a new `--output_dir`."
+        )
+    if existing and getattr(training_args, "process_index", 0) == 0:
+        logger.warning(f"`--overwrite_output_dir`: deleting the checkpoints of an earlier run in {output_dir!r}.")
+        for path in existing:
+            shutil.rmtree(path)
+    unrelated = unrelated_files(output_dir)
+    if unrelated and not overwrite:
+        raise ValueError(
+            f"`output_dir` {str(output_dir)!r} holds files that no training run wrote ({', '.join(unrelated[:3])}"
+            + (", ..." if len(unrelated) > 3 else "") + "): the run's checkpoints, logs and model would mix with "
+            "them. Choose a new or empty `--output_dir`, or pass `--overwrite_output_dir` to write there anyway."
         )
     return None

@@ -161,6 +161,11 @@ def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, se
         cache_dir=data_args.cache_dir,
     )
     train, validation = packed["train"], packed["validation"]
+    if data_args.max_train_samples is not None:  # as run_clm: the first blocks only, for quick runs
+        if data_args.streaming:
+            train = train.take(data_args.max_train_samples)
+        else:
+            train = train.select(range(min(data_args.max_train_samples, len(train))))
     if data_args.max_eval_samples is not None:
         if data_args.streaming:
             validation = validation.take(data_args.max_eval_samples)
