@@ -5,7 +5,10 @@ Flags are the fields of `QuestionAnsweringArguments` and `QuestionAnsweringTrain
 `TrainingArguments` flag, `--resume`, early stopping); `--config run.yaml` supplies defaults.
 
     hf-custom-lm finetune-qa --model_name_or_path outputs/demo/model --train_file squad/train.json \
-        --validation_file squad/dev.json --output_dir outputs/qa --num_train_epochs 2
+        --validation_file squad/dev.json --output_dir outputs/qa --num_train_epochs 2 \
+        --max_length 256 --doc_stride 64
+
+A context longer than `--max_length` tokens is read in windows that share `--doc_stride` tokens.
 """
 
 import sys
