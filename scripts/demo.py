@@ -1,10 +1,10 @@
-"""`make demo`: train a small language model from scratch on the bundled corpus with the bundled
-tokenizer (configs/demo.yaml, a few minutes on 2 CPU cores), report validation loss, perplexity and bits
+"""`make demo`: train a language model from scratch on the bundled corpus with the bundled tokenizer, sized
+for and trained within the time budget of configs/demo.yaml (`max_train_time`), report validation loss, perplexity and bits
 per byte, export a Hub-ready folder to outputs/demo/model, load it with `pipeline("text-generation")`
 and print a few samples.
 
     python scripts/demo.py                      # the whole demo
-    python scripts/demo.py --max_steps 50       # any `hf-custom-lm train` flag overrides the config
+    python scripts/demo.py --max_train_time 1m  # any `hf-custom-lm train` flag overrides the config
 
 The training run (checkpoints, TensorBoard logs in runs/, metrics JSON) is in outputs/demo/run; it is
 started afresh each time.
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With the default (spinning),
-# two threads on two cores shared with any other busy process wait on each other at every parallel
-# region; on the development machine this made a training step up to 5x slower.
+# two threads on two cores shared with any other busy process wait on each other at every parallel region
+# (measured in benchmarks/RESULTS.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,8 @@ def main(argv: list[str]) -> int:
     if run_dir.exists() and not training_args.resume:
         shutil.rmtree(run_dir)
     configure_logging()
-    print(f"Training on the bundled corpus (bf16 autocast: {'on' if training_args.bf16 else 'off'}) ...")
+    budget = f"a budget of {training_args.max_train_time}" if training_args.max_train_time else "no time budget"
+    print(f"Training on the bundled corpus with {budget} (bf16 autocast: {'on' if training_args.bf16 else 'off'}) ...")
     metrics = train_language_model(model_args, data_args, training_args)
     trained = time.perf_counter()
 
@@ -60,10 +61,8 @@ def main(argv: list[str]) -> int:
                         repetition_penalty=1.1)
 
     print("\n" + "=" * 72)
-    steps = _global_step(run_dir)
-    stopped = "stopped early" if steps < training_args.max_steps else "ran to max_steps"
-    print(f"{steps} of {training_args.max_steps} steps ({stopped}); data + training {trained - started:.0f} s, "
-          f"total {time.perf_counter() - started:.0f} s")
+    print(f"{metrics['train_steps']} steps, {metrics['train_tokens']:,} tokens, stopped by {metrics['train_stop_reason']}; "
+          f"data + training {trained - started:.0f} s ({budget}), total {time.perf_counter() - started:.0f} s")
     print(f"validation loss      {metrics['eval_loss']:.4f}")
     print(f"validation perplexity {metrics['eval_perplexity']:.2f}")
     print(f"validation bits/byte {metrics['eval_bits_per_byte']:.4f}")
@@ -72,12 +71,6 @@ def main(argv: list[str]) -> int:
     for sample in samples:
         print(f"\n>>> {sample[0]['generated_text']}")
     return 0
-
-
-def _global_step(run_dir: Path) -> int:
-    import json
-
-    return json.loads((run_dir / "trainer_state.json").read_text())["global_step"]
 
 
 if __name__ == "__main__":

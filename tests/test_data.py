@@ -366,10 +366,13 @@ def test_empty_data_is_refused(tmp_path, cache, tokenizer, streaming):
         tokenize_and_pack(raw, tokenizer, 8)
 
 
-def test_one_document_cannot_be_split_into_train_and_validation(tmp_path, cache):
-    (tmp_path / "one.txt").write_text("a single story")
-    with pytest.raises(ValueError, match="Cannot hold out a validation split from 1 document.*validation file"):
-        load_text_dataset(train_file=tmp_path / "one.txt", cache_dir=cache)
+def test_one_document_holds_out_its_last_lines_for_validation(tmp_path, cache):
+    lines = [f"line {i} of a single story" for i in range(40)]
+    (tmp_path / "one.txt").write_text("\n".join(lines) + "\n")
+    raw = load_text_dataset(train_file=tmp_path / "one.txt", validation_split_percentage=10, cache_dir=cache)
+    train, validation = raw["train"][0]["text"], raw["validation"][0]["text"]
+    assert train + validation == "\n".join(lines) + "\n"  # nothing lost, nothing shared
+    assert validation.startswith("line ") and validation.count("\n") in (4, 5)  # ~10%, cut at a line break
 
 
 @pytest.mark.parametrize("streaming", [False, True])

@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from torch import nn
 
 from hf_custom_lm.hub import export, export_run
-from hf_custom_lm.hub.loss_curve import loss_curve_figure
+from hf_custom_lm.training.loss_curve import loss_curve_figure
 from hf_custom_lm.hub.model_card import target_modules
 from hf_custom_lm.model import CODE_FILES
 

@@ -9,6 +9,7 @@ names; flags given on the command line override it. Without a data flag the bund
 """
 
 import logging
+import shlex
 import sys
 
 from ..training.arguments import DataArguments, LMTrainingArguments, ModelArguments
@@ -33,12 +34,27 @@ def main(argv: list[str]) -> int:
         metrics = train_language_model(model_args, data_args, training_args)
     except (*USER_ERRORS, NonFiniteLossError) as error:
         return fail("hf-custom-lm train", error)
+    except KeyboardInterrupt:
+        if training_args.should_log:
+            print(interrupted_message(training_args.output_dir, argv), file=sys.stderr)
+        return 130
     if training_args.should_log:
         print(
             f"validation loss {metrics['eval_loss']:.4f}, perplexity {metrics['eval_perplexity']:.2f}, "
             f"bits per byte {metrics['eval_bits_per_byte']:.4f}; model saved to {training_args.output_dir}"
         )
     return 0
+
+
+def interrupted_message(output_dir: str, argv: list[str]) -> str:
+    """One line for Ctrl-C: the last complete checkpoint and the command that continues from it."""
+    from ..training.checkpoints import last_complete_checkpoint
+
+    checkpoint = last_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        return f"Interrupted before the first complete checkpoint in {output_dir}; nothing to resume from."
+    command = shlex.join(["hf-custom-lm", "train", *[arg for arg in argv if arg != "--resume"], "--resume"])
+    return f"Interrupted. Last complete checkpoint: {checkpoint}. Continue with: {command}"
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .. import __version__
 from ..model import CODE_FILES, CustomLMConfig
-from .llama import LLAMA_SETTINGS
-from .loss_curve import (
+from ..training.loss_curve import (
     LOSS_CURVE_FILENAME,
     best_step,
     loss_curve_caption,
     plot_loss_curve,
     stopped_early,
 )
+from .llama import LLAMA_SETTINGS
 
 CARD_TEMPLATE = (Path(__file__).parent / "model_card_template.md").read_text(encoding="utf-8")
 

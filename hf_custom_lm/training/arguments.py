@@ -33,15 +33,20 @@ def check_validation_split_percentage(value: float) -> None:
         )
 
 
+# With a time budget, evaluations and saves come from the budget's clock: a step count never reached.
+BUDGET_NEVER_STEPS = 10**9
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "A trained model folder to continue from. Leave unset to train from scratch."},
     )
-    config_name: str = field(
-        default="tiny",
-        metadata={"help": "A preset (tiny, small, base, classic) or a config.json / folder, to train from scratch."},
+    config_name: str | None = field(
+        default=None,
+        metadata={"help": "A preset (tiny, small, base, classic), `auto` (sized for `--max_train_time` on this machine) "
+                  "or a config.json / folder, to train from scratch. Default: auto with --max_train_time, else tiny."},
     )
     config_overrides: str | None = field(
         default=None,
@@ -155,6 +160,21 @@ class LMTrainingArguments(TrainingArguments):
         metadata={"help": "Start a new run in an `output_dir` that holds an earlier run's checkpoints (deleted) or "
                   "files no run wrote; without it such a folder is refused."},
     )
+    max_train_time: str | None = field(
+        default=None,
+        metadata={"help": "Train for this long (`300`, `10m`, `2h`): the learning rate warms up, holds and decays to "
+                  "zero over the budget; ends with a full evaluation. With `max_steps`, whichever comes first."},
+    )
+    train_time_clock: str = field(
+        default="wall",
+        metadata={"help": "What `max_train_time` counts: `wall` time, or this process's `cpu` time (for comparing "
+                  "runs on a shared machine).", "choices": ["wall", "cpu"]},
+    )
+    lr_decay_fraction: float = field(
+        default=0.3,
+        metadata={"help": "With `max_train_time`: the final fraction of the budget over which the learning rate "
+                  "decays linearly to zero."},
+    )
 
     def __post_init__(self):
         if self.bf16 is None:
@@ -164,6 +184,8 @@ class LMTrainingArguments(TrainingArguments):
             # (gloo) and autocasts to bf16 only when told the run is on CPU.
             self.use_cpu = True
             self.dataloader_pin_memory = False  # pinning needs an accelerator; without one it only warns
+        if self.max_train_time is not None:
+            self._use_time_budget()
         if self.early_stopping_patience < 0:
             raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
         if self.early_stopping_patience and self.eval_strategy in ("no", None):
@@ -172,6 +194,27 @@ class LMTrainingArguments(TrainingArguments):
                 "or set `early_stopping_patience` to 0."
             )
         super().__post_init__()
+
+    def _use_time_budget(self) -> None:
+        """Evaluation and checkpoints at fractions of the budget (`TimeBudgetCallback`), not every N steps, and a
+        loop long enough for the budget to end it."""
+        from .budget import parse_duration
+
+        self.max_train_seconds = parse_duration(self.max_train_time)
+        if not 0 <= self.warmup_steps < 1:
+            raise ValueError(
+                f"With `max_train_time`, `warmup_steps` is the fraction of the budget spent warming up, in [0, 1); "
+                f"got {self.warmup_steps}."
+            )
+        if not 0 <= self.lr_decay_fraction <= 1 - self.warmup_steps:
+            raise ValueError(
+                f"`lr_decay_fraction` must be in [0, 1 - warmup_steps] = [0, {1 - self.warmup_steps}], got "
+                f"{self.lr_decay_fraction}."
+            )
+        if self.eval_strategy == "steps":
+            self.eval_steps = self.save_steps = BUDGET_NEVER_STEPS
+        if self.max_steps <= 0:
+            self.num_train_epochs = BUDGET_NEVER_STEPS  # the budget, not the epochs, ends the run
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Trainer callbacks: stop on a non-finite loss, early stopping that survives a resume."""
+"""Trainer callbacks: stop on a non-finite loss, early stopping and a time budget that survive a resume."""
 
 import json
 import math
@@ -6,6 +6,7 @@ from pathlib import Path
 
 from transformers import EarlyStoppingCallback, TrainerCallback
 
+from .budget import TimeBudgetCallback, TrainingClock
 from .checkpoints import TRAINER_STATE_NAME
 
 
@@ -42,23 +43,35 @@ class NonFiniteLossCallback(TrainerCallback):
                 raise NonFiniteLossError(f"Evaluation {key} is {value} at step {state.global_step}. {ADVICE}")
 
 
+def _saved_attributes(checkpoint: str | Path | None, callback_name: str) -> dict:
+    """The attributes a stateful callback saved in `checkpoint`'s trainer state (first of its kind), or {}.
+
+    The Trainer restores callback state only with `restore_callback_states_from_checkpoint`, which also brings
+    back the checkpoint's arguments (patience, budget): this run's arguments are kept, the counters restored."""
+    if checkpoint is None:
+        return {}
+    state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text())
+    saved = state.get("stateful_callbacks", {}).get(callback_name) or {}
+    if isinstance(saved, list):
+        saved = saved[0]
+    return saved.get("attributes", {})
+
+
 def build_callbacks(training_args, checkpoint: str | Path | None = None) -> list:
-    """The non-finite-loss stop and early stopping; resuming from `checkpoint`, early stopping continues its
-    count of evaluations without improvement (the best metric itself is part of the restored TrainerState)."""
+    """The non-finite-loss stop, early stopping and the time budget. Resuming from `checkpoint`, early stopping
+    continues its count of evaluations without improvement (the best metric itself is part of the restored
+    TrainerState) and the budget its clock."""
     callbacks = [NonFiniteLossCallback()]
     if training_args.early_stopping_patience:
         early_stopping = EarlyStoppingCallback(
             early_stopping_patience=training_args.early_stopping_patience,
             early_stopping_threshold=training_args.early_stopping_threshold,
         )
-        if checkpoint is not None:
-            # The Trainer restores callback state only with `restore_callback_states_from_checkpoint`, which
-            # also brings back the checkpoint's patience and threshold: keep this run's, restore the count.
-            state = json.loads((Path(checkpoint) / TRAINER_STATE_NAME).read_text())
-            saved = state.get("stateful_callbacks", {}).get("EarlyStoppingCallback") or {}
-            if isinstance(saved, list):  # one entry per EarlyStoppingCallback; ours comes first
-                saved = saved[0]
-            counter = saved.get("attributes", {}).get("early_stopping_patience_counter", 0)
-            early_stopping.early_stopping_patience_counter = counter
+        saved = _saved_attributes(checkpoint, "EarlyStoppingCallback")
+        early_stopping.early_stopping_patience_counter = saved.get("early_stopping_patience_counter", 0)
         callbacks.append(early_stopping)
+    if getattr(training_args, "max_train_time", None) is not None:
+        offset = _saved_attributes(checkpoint, "TimeBudgetCallback").get("elapsed", 0.0)
+        clock = TrainingClock(training_args.max_train_seconds, training_args.train_time_clock, offset=offset)
+        callbacks.append(TimeBudgetCallback(clock))
     return callbacks

@@ -77,7 +77,7 @@ def _extension(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _resolve_files(paths: PathArg, argument: str) -> list[Path]:
+def resolve_files(paths: PathArg, argument: str) -> list[Path]:
     """Files named by `paths` (files and folders; folders searched recursively, hidden entries skipped)."""
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
@@ -168,12 +168,21 @@ def _hold_out_validation(
         is_validation = lambda example: _in_validation(example[text_column_name], seed, percentage)  # noqa: E731
         return train.filter(lambda ex: not is_validation(ex)), train.filter(is_validation)
     if train.num_rows < 2:
-        raise ValueError(
-            f"Cannot hold out a validation split from {train.num_rows} document. Pass a validation file, or more "
-            "documents (a .txt file is one document unless sample_by='paragraph' or 'line')."
-        )
+        return _hold_out_tail(train, text_column_name, percentage)
     split = train.train_test_split(test_size=percentage / 100, seed=seed, shuffle=True)
     return split["train"], split["test"]
+
+
+def _hold_out_tail(train: Dataset, text_column_name: str, percentage: float) -> tuple[Dataset, Dataset]:
+    """One document (a single .txt file): its last `percentage` percent, cut at a line break, is the validation
+    text, so a single file trains without a validation file."""
+    text = train[0][text_column_name] or ""
+    cut = int(len(text) * (1 - percentage / 100))
+    line_break = text.rfind("\n", 0, cut)
+    cut = line_break + 1 if line_break > 0 else cut
+    logger.info("One training document: holding out its last %d characters (%g%%) for validation.", len(text) - cut,
+                percentage)
+    return Dataset.from_dict({text_column_name: [text[:cut]]}), Dataset.from_dict({text_column_name: [text[cut:]]})
 
 
 def check_text_column(dataset: Dataset | IterableDataset, text_column_name: str, where: str) -> None:
@@ -250,11 +259,11 @@ def load_text_dataset(
         train, validation = loaded["train"], loaded.get("validation")
     else:
         source = f"train_file {_describe(train_file)}"
-        train_files = _resolve_files(train_file, "train_file")
+        train_files = resolve_files(train_file, "train_file")
         train = _load_split(train_files, "train", "train_file", sample_by, streaming, cache_dir)
         validation = None
         if validation_file is not None:
-            validation_files = _resolve_files(validation_file, "validation_file")
+            validation_files = resolve_files(validation_file, "validation_file")
             validation = _load_split(validation_files, "validation", "validation_file", sample_by, streaming, cache_dir)
 
     check_text_column(train, text_column_name, f"training data ({source})")

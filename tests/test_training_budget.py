@@ -1,0 +1,129 @@
+"""Time-budgeted training (`--max_train_time`), sizing for the budget, the run's own tokenizer and its story."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hf_custom_lm.cli.train import interrupted_message
+from hf_custom_lm.training import LMTrainingArguments, build_callbacks, train_language_model
+from hf_custom_lm.training import language_model
+from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock, budget_lr_lambda, parse_duration
+from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, size_for_budget
+
+from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
+    corpus_text,
+    data_arguments,
+    logged,
+    model_arguments,
+    tokenizer_dir,
+    training_arguments,
+)
+
+
+def test_durations_read_seconds_minutes_and_hours():
+    assert [parse_duration(text) for text in ("300", "45s", "10m", "1.5h", 12)] == [300, 45, 600, 5400, 12]
+    for bad in ("", "ten minutes", "-5m", "0", "3d"):
+        with pytest.raises(ValueError, match="not a positive duration.*10m"):
+            parse_duration(bad)
+
+
+def test_learning_rate_warms_up_holds_and_decays_to_zero_over_the_budget():
+    clock = TrainingClock(budget=100.0)
+    factor = budget_lr_lambda(clock, warmup_fraction=0.1, decay_fraction=0.3)
+
+    def at(spent):
+        clock.synced = spent
+        return factor(0)
+
+    assert at(5) == pytest.approx(0.5) and at(10) == 1.0 and at(50) == 1.0 and at(70) == 1.0
+    assert at(85) == pytest.approx(0.5) and at(100) == 0.0 and at(130) == 0.0
+    by_steps = budget_lr_lambda(TrainingClock(budget=100.0), 0.1, 0.3, max_steps=20)  # no time spent
+    assert by_steps(10) == 1.0 and by_steps(17) == pytest.approx(0.5) and by_steps(20) == 0.0
+
+
+def test_budget_arguments_are_checked():
+    with pytest.raises(ValueError, match="warmup_steps.*fraction of the budget"):
+        LMTrainingArguments(output_dir="x", max_train_time="1m", warmup_steps=10, report_to=[])
+    with pytest.raises(ValueError, match="lr_decay_fraction"):
+        LMTrainingArguments(output_dir="x", max_train_time="1m", lr_decay_fraction=1.5, report_to=[])
+    with pytest.raises(ValueError, match="train_time_clock"):
+        TrainingClock(10, kind="sundial")
+
+
+def test_a_budgeted_run_stops_at_the_budget_with_the_rate_decayed_and_a_full_evaluation(tmp_path, tokenizer_dir):
+    args = training_arguments(tmp_path, max_steps=-1, max_train_time="6s", warmup_steps=0.1, early_stopping_patience=3,
+                              eval_strategy="steps", load_best_model_at_end=True, save_total_limit=1)
+    data_args = data_arguments(tmp_path, max_eval_samples=2)
+    metrics = train_language_model(model_arguments(tokenizer_dir), data_args, args)
+    run = Path(args.output_dir)
+    assert metrics["train_stop_reason"] == "time budget"
+    assert 6 <= metrics["train_clock_seconds"] < 6 * 1.5  # the step that crosses the budget is the last
+    rates = logged(run, "learning_rate")
+    assert max(rates) == pytest.approx(3e-3, rel=0.05) and rates[-1] < 0.35 * 3e-3  # decayed by the end
+    periodic = [e for e in json.loads((run / "trainer_state.json").read_text())["log_history"] if "eval_loss" in e]
+    assert len(periodic) >= 2  # at fractions of the budget, the last at its end, then the full one
+    assert (run / "loss_curve.png").is_file() and "train_tokens" in metrics and metrics["train_steps"] > 0
+
+
+def test_resume_continues_the_remaining_budget(tmp_path):
+    """The clock's time is saved with each checkpoint and restored as the offset of the resumed run's clock."""
+    checkpoint = tmp_path / "checkpoint-7"
+    checkpoint.mkdir()
+    state = {"stateful_callbacks": {"TimeBudgetCallback": {"args": {}, "attributes": {"elapsed": 42.5}}}}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    args = LMTrainingArguments(output_dir=str(tmp_path), max_train_time="2m", report_to=[])
+    (budget,) = [cb for cb in build_callbacks(args, checkpoint) if isinstance(cb, TimeBudgetCallback)]
+    assert budget.clock.budget == 120 and budget.clock.elapsed() == 42.5
+    assert budget.state()["attributes"]["elapsed"] == 42.5
+
+
+def test_sizing_picks_a_larger_model_for_a_larger_budget(tmp_path):
+    small = size_for_budget(0.5, batch_size=2, block_size=16, vocab_size=512)
+    large = size_for_budget(600, batch_size=2, block_size=16, vocab_size=512)
+    assert small.hidden_size == SHAPES[0][0]  # nothing fits half a second: the smallest shape
+    assert large.parameters > small.parameters and "tokens per parameter" in large.reason
+    assert large.expected_tokens >= large.parameters * 0.2 or large.hidden_size == SHAPES[-1][0]
+
+
+def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir, caplog):
+    args = training_arguments(tmp_path, max_steps=2, max_train_time="1h", eval_strategy="no",
+                              load_best_model_at_end=False)
+    with caplog.at_level("INFO", logger="hf_custom_lm"):
+        train_language_model(model_arguments(tokenizer_dir, config_name=None), data_arguments(tmp_path), args)
+    saved = json.loads((Path(args.output_dir) / SIZING_FILE).read_text())
+    config = json.loads((Path(args.output_dir) / "config.json").read_text())
+    assert config["hidden_size"] == saved["hidden_size"] and saved["reason"]
+    assert any("Model size for the budget" in record.getMessage() for record in caplog.records)
+
+
+def test_own_text_gets_its_own_tokenizer(tmp_path, monkeypatch):
+    monkeypatch.setattr(language_model, "OWN_TOKENIZER_MIN_BYTES", 10_000)
+    monkeypatch.setattr(language_model, "OWN_TOKENIZER_VOCAB_SIZE", 300)
+    text = tmp_path / "my.txt"
+    text.write_text(corpus_text()[:40_000])
+    args = training_arguments(tmp_path, max_steps=2, eval_strategy="no", load_best_model_at_end=False)
+    data_args = data_arguments(tmp_path, train_file=str(text), validation_file=None)  # one file: a held-out slice
+    train_language_model(model_arguments(None, tokenizer_name=None), data_args, args)
+    saved = json.loads((Path(args.output_dir) / "tokenizer" / "tokenizer.json").read_text())
+    assert len(saved["model"]["vocab"]) == 300
+    assert json.loads((Path(args.output_dir) / "config.json").read_text())["vocab_size"] >= 300
+
+
+def test_small_text_keeps_the_bundled_tokenizer_and_says_why(tmp_path, caplog):
+    text = tmp_path / "small.txt"
+    text.write_text(corpus_text()[:20_000])
+    args = training_arguments(tmp_path, max_steps=1, eval_strategy="no", load_best_model_at_end=False)
+    data_args = data_arguments(tmp_path, train_file=str(text), validation_file=None)
+    with caplog.at_level("INFO", logger="hf_custom_lm"):
+        train_language_model(model_arguments(None, tokenizer_name=None), data_args, args)
+    assert any("Keeping the bundled tokenizer" in record.getMessage() for record in caplog.records)
+    assert not (Path(args.output_dir) / "tokenizer").exists()
+
+
+def test_interrupted_run_names_its_checkpoint_and_the_resume_command(tmp_path, tokenizer_dir):
+    assert "nothing to resume" in interrupted_message(str(tmp_path / "empty"), [])
+    args = training_arguments(tmp_path, max_steps=4, save_steps=2, eval_steps=2)
+    train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
+    message = interrupted_message(args.output_dir, ["--output_dir", args.output_dir, "--max_steps", "9"])
+    assert "checkpoint-4" in message and message.endswith(f"--output_dir {args.output_dir} --max_steps 9 --resume")
