@@ -1,10 +1,11 @@
-"""`hf-custom-lm export RUN_DIR OUT_DIR [--format llama]`: a self-contained, Hub-ready folder."""
+"""`hf-custom-lm export RUN_DIR OUT_DIR [--format llama|gguf]`: a self-contained, Hub-ready folder, or one GGUF file."""
 
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
 from ..hub import FORMATS, export_run
+from ..hub.gguf import GGUF_TYPES
 from .common import USER_ERRORS, fail
 
 
@@ -13,7 +14,13 @@ class ExportArguments:
     format: str = field(
         default="custom_lm",
         metadata={"choices": list(FORMATS), "help": "custom_lm: the model's own code, loaded with "
-                  "trust_remote_code=True; llama: a plain LlamaForCausalLM (Llama-compatible settings only)."},
+                  "trust_remote_code=True; llama: a plain LlamaForCausalLM (Llama-compatible settings only); gguf: one "
+                  "file for llama.cpp / Ollama (Llama-compatible settings only; OUT_DIR may name the .gguf file)."},
+    )
+    gguf_type: str | None = field(
+        default=None,
+        metadata={"choices": list(GGUF_TYPES), "help": "Weights of a --format gguf file: f32, f16 (default) "
+                  "or q8_0 (8-bit blocks, about half the size of f16)."},
     )
     repo_id: str | None = field(default=None, metadata={"help": "Hub id the card's usage code names (user/name)."})
     dataset_description: str | None = field(default=None, metadata={"help": "The card's training-data paragraph."})
@@ -31,7 +38,7 @@ def main(argv: list[str]) -> int:
         out_dir = export_run(
             paths.run_dir, paths.out_dir, format=args.format, repo_id=args.repo_id,
             dataset_description=args.dataset_description, datasets=args.datasets or None,
-            license=args.license, overwrite=args.overwrite,
+            license=args.license, overwrite=args.overwrite, gguf_type=args.gguf_type,
         )
     except (*USER_ERRORS, TypeError) as error:
         return fail("hf-custom-lm export", error)

@@ -14,12 +14,13 @@ from pathlib import Path
 from ..folders import check_vocab_fits, inference_use_cache, load_model, load_tokenizer_from, save_model_folder
 from ..model import CODE_FILES, CustomLMForCausalLM
 from ..training.checkpoints import checkpoint_folders
+from .gguf import write_gguf
 from .llama import to_llama
 from .model_card import LOSS_CURVE_FILENAME, as_dict, plot_loss_curve, render_model_card
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("custom_lm", "llama")
+FORMATS = ("custom_lm", "llama", "gguf")
 # What `export` writes; with `overwrite=True` these are removed first, so no file of an earlier export
 # (a code file, a shard) survives into a folder of another format.
 EXPORT_FILES = (
@@ -66,6 +67,7 @@ def export(
     license: str = "apache-2.0",
     repo_id: str | None = None,
     overwrite: bool = False,
+    gguf_type: str | None = None,
 ) -> Path:
     """Write a self-contained, Hub-ready folder for `model` and `tokenizer`; returns `out_dir`.
 
@@ -74,6 +76,9 @@ def export(
     (`TrainingArguments` or dict) feed the model card and its loss curve. `repo_id` is the Hub id the
     card's usage code names (default: the folder's name). `format="llama"` writes a plain
     `LlamaForCausalLM` and refuses, with `ValueError`, a model whose settings Llama lacks.
+    `format="gguf"` writes one llama.cpp file instead of a folder and returns its path (see
+    `gguf.write_gguf`: `out_dir` may name the `.gguf` file; `gguf_type` "f32", "f16" (default) or "q8_0";
+    no model card).
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}: choose one of {FORMATS}.")
@@ -83,6 +88,13 @@ def export(
             "`AutoModelForCausalLM.from_pretrained(...)`."
         )
     _check_tokenizer(model, tokenizer)
+    if format == "gguf":
+        return write_gguf(model, tokenizer, out_dir, gguf_type=gguf_type or "f16", name=repo_id, overwrite=overwrite)
+    if gguf_type is not None:
+        raise ValueError(
+            f"gguf_type={gguf_type!r} applies to format='gguf' only, not format={format!r}: drop it, or export "
+            "with format='gguf'."
+        )
     out_dir = Path(out_dir)
     llama = to_llama(model) if format == "llama" else None  # refuses incompatible settings before writing
     _prepare_out_dir(out_dir, overwrite)
@@ -156,7 +168,7 @@ def load_run(run_dir: str | Path) -> dict:
 def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "custom_lm", **kwargs) -> Path:
     """`export` of the model in `run_dir` (see `load_run`), its card written from the run's records.
 
-    `kwargs` go to `export` (`dataset_description`, `datasets`, `license`, `repo_id`, `overwrite`).
+    `kwargs` go to `export` (`dataset_description`, `datasets`, `license`, `repo_id`, `overwrite`, `gguf_type`).
     """
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}: choose one of {FORMATS}.")
