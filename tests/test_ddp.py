@@ -83,3 +83,28 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     single_weights = load_file(tmp_path / "single" / "model.safetensors")
     for name, tensor in single_weights.items():
         torch.testing.assert_close(ddp_weights[name], tensor, rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_two_process_budget_run_stops_every_rank_at_the_same_step(tmp_path, tokenizer_dir):
+    """Rank 0's clock is broadcast at every step: the ranks stop together (a rank left behind would hang in its
+    next all-reduce until the timeout) and end with the full evaluation."""
+    data_args = data_arguments(tmp_path, max_eval_samples=16)
+    run = tmp_path / "ddp-budget"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(ROOT / "scripts" / "train.py"),
+        "--tokenizer_name", tokenizer_dir, "--config_name", "tiny", "--max_train_time", "6s",
+        "--train_file", data_args.train_file, "--validation_file", data_args.validation_file,
+        "--block_size", str(data_args.block_size), "--cache_dir", data_args.cache_dir, "--max_eval_samples", "16",
+        "--output_dir", str(run), "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+        "--logging_steps", "1", "--bf16", "false", "--report_to", "none", "--disable_tqdm", "true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with process_group(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-4000:]
+    results = json.loads((run / "train_results.json").read_text())
+    assert results["train_stop_reason"] == "time budget" and results["train_steps"] > 0
+    assert 6 <= results["train_clock_seconds"] < 12
+    assert "eval_bits_per_byte" in json.loads((run / "eval_results.json").read_text())
