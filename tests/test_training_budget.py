@@ -127,3 +127,21 @@ def test_interrupted_run_names_its_checkpoint_and_the_resume_command(tmp_path, t
     train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
     message = interrupted_message(args.output_dir, ["--output_dir", args.output_dir, "--max_steps", "9"])
     assert "checkpoint-4" in message and message.endswith(f"--output_dir {args.output_dir} --max_steps 9 --resume")
+
+
+def test_muon_trains_the_hidden_matrices_and_resumes(tmp_path, tokenizer_dir):
+    from hf_custom_lm.training.optimizers import MuonWithAdamW
+
+    args = training_arguments(tmp_path, max_steps=6, save_steps=3, eval_steps=3, hidden_optimizer="muon")
+    metrics = train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
+    losses = logged(Path(args.output_dir), "loss")
+    assert losses[-1] < losses[0] and metrics["eval_loss"] < losses[0]
+    import torch
+
+    state = torch.load(Path(args.output_dir) / "checkpoint-6" / "optimizer.pt", weights_only=True)
+    assert set(state) == {"muon", "adamw"} and state["muon"]["state"]  # Muon holds momentum for the matrices
+    resumed = training_arguments(tmp_path, max_steps=8, save_steps=3, eval_steps=3, hidden_optimizer="muon",
+                                 resume=True)
+    train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), resumed)
+    assert json.loads((Path(args.output_dir) / "trainer_state.json").read_text())["global_step"] == 8
+    assert issubclass(MuonWithAdamW, torch.optim.Optimizer)

@@ -170,6 +170,12 @@ class LMTrainingArguments(TrainingArguments):
         metadata={"help": "What `max_train_time` counts: `wall` time, or this process's `cpu` time (for comparing "
                   "runs on a shared machine).", "choices": ["wall", "cpu"]},
     )
+    hidden_optimizer: str = field(
+        default="adamw",
+        metadata={"help": "`muon`: torch's Muon for the decoder's weight matrices and AdamW for embeddings, norms "
+                  "and head, one learning rate for both; `adamw`: the Trainer's `--optim` for everything.",
+                  "choices": ["adamw", "muon"]},
+    )
     lr_decay_fraction: float = field(
         default=0.3,
         metadata={"help": "With `max_train_time`: the final fraction of the budget over which the learning rate "

@@ -6,6 +6,7 @@ from transformers import Trainer
 
 from .budget import TimeBudgetCallback, budget_scheduler
 from .metrics import language_model_metrics
+from .optimizers import muon_with_adamw
 from .progress import use_plain_progress
 
 
@@ -42,6 +43,13 @@ class CustomLMTrainer(Trainer):
     @property
     def time_budget(self) -> TimeBudgetCallback | None:
         return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+
+    def create_optimizer(self, model=None):
+        """`--hidden_optimizer muon`: Muon for the decoder's weight matrices, AdamW for the rest (`optimizers.py`)."""
+        if getattr(self.args, "hidden_optimizer", "adamw") == "muon" and self.optimizer is None:
+            model = self.model if model is None else model
+            self.optimizer = muon_with_adamw(model, self.args, self.get_decay_parameter_names(model))
+        return super().create_optimizer(model)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """With a time budget, the learning rate follows the fraction of the budget spent (`budget.py`)."""

@@ -1,0 +1,61 @@
+"""`--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else.
+
+Muon orthogonalises each matrix's momentum (Newton-Schulz iterations) before the update; it is defined for
+2D weights only, so embeddings, the output head, norms and biases keep AdamW, as in the Muon recipes. With
+`adjust_lr_fn="match_rms_adamw"` Muon's updates have AdamW's scale, so one learning rate and one schedule
+drive both. `MuonWithAdamW` is one `torch.optim.Optimizer` over both parameter sets, so the Trainer,
+accelerate and learning-rate schedulers see a single optimizer; its state dict holds both optimizers'.
+"""
+
+import torch
+from torch import nn
+
+HIDDEN_OPTIMIZERS = ("adamw", "muon")
+
+
+class MuonWithAdamW(torch.optim.Optimizer):
+    """Steps a `torch.optim.Muon` over `muon_groups` and a `torch.optim.AdamW` over `adamw_groups`; the two share
+    their parameter-group dicts with this optimizer, so a scheduler's learning rate reaches both."""
+
+    def __init__(self, muon_groups: list[dict], adamw_groups: list[dict], lr: float, betas=(0.9, 0.999),
+                 eps: float = 1e-8, momentum: float = 0.95):
+        self.muon = torch.optim.Muon(muon_groups, lr=lr, momentum=momentum, adjust_lr_fn="match_rms_adamw")
+        self.adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
+        super().__init__(self.muon.param_groups + self.adamw.param_groups, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.muon.step()
+        self.adamw.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+
+
+def is_hidden_matrix(model: nn.Module, name: str, parameter: nn.Parameter) -> bool:
+    """A 2D weight of a decoder layer (attention and MLP projections), not an embedding or the output head."""
+    return parameter.ndim == 2 and ".layers." in f".{name}"
+
+
+def muon_with_adamw(model: nn.Module, args, decay_parameter_names: list[str]) -> MuonWithAdamW:
+    """The optimizer for `--hidden_optimizer muon`, with the Trainer's weight-decay rule for the AdamW part."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    hidden = [p for name, p in named if is_hidden_matrix(model, name, p)]
+    rest = [(name, p) for name, p in named if not is_hidden_matrix(model, name, p)]
+    adamw_groups = [
+        {"params": [p for name, p in rest if name in decay_parameter_names], "weight_decay": args.weight_decay},
+        {"params": [p for name, p in rest if name not in decay_parameter_names], "weight_decay": 0.0},
+    ]
+    return MuonWithAdamW(
+        [{"params": hidden, "weight_decay": args.weight_decay}], [group for group in adamw_groups if group["params"]],
+        lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
+    )
