@@ -70,13 +70,9 @@ class CustomLMRMSNorm(nn.Module):
         return output if compute_dtype is None else output.to(compute_dtype)
 
 
-class CustomLMLayerNorm(nn.LayerNorm):
-    """LayerNorm with bias, as in the original Transformer; the class name lets `_init_weights` find it."""
-
-
 def build_norm(config: CustomLMConfig) -> nn.Module:
-    if config.norm_type == "layernorm":
-        return CustomLMLayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+    if config.norm_type == "layernorm":  # with bias, as in the original Transformer
+        return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
     return CustomLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
 
