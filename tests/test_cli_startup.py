@@ -82,6 +82,14 @@ def test_console_script_enters_without_torch():
     assert result.returncode == 0 and hf_custom_lm.__version__ in result.stdout
 
 
+def test_every_training_subcommand_has_a_wait_policy():
+    from hf_custom_lm.cli import SUBCOMMANDS
+    from hf_custom_lm.cli.threads import WAIT_POLICY
+
+    training = {name for name in SUBCOMMANDS if name == "train" or name.startswith(("finetune-", "evaluate"))}
+    assert training <= set(WAIT_POLICY) and "generate" not in WAIT_POLICY
+
+
 def test_training_jobs_wait_passively_and_generation_keeps_the_openmp_default():
     environ = {}
     assert choose_wait_policy("train", environ) == "PASSIVE" and environ == {"OMP_WAIT_POLICY": "PASSIVE"}

@@ -12,6 +12,8 @@ import os
 WAIT_POLICY = {
     "train": "PASSIVE",
     "finetune-classifier": "PASSIVE",
+    "finetune-qa": "PASSIVE",
+    "finetune-token-classifier": "PASSIVE",
     "evaluate": "PASSIVE",
 }
 
