@@ -1,11 +1,9 @@
 # Everything runs inside a local virtualenv that these targets create on a fresh machine.
-# TORCH_SPEC and TORCH_INDEX choose the torch build: PyPI's torch for Linux is a multi-GB CUDA build, the
-# PyTorch CPU index (TORCH_INDEX=https://download.pytorch.org/whl/cpu) has the CPU one; empty, pip's own
-# configuration decides (on these development machines it finds a local CPU wheel).
-PYTHON      ?= python3
-VENV        ?= .venv
-TORCH_SPEC  ?= torch==2.13.0
-TORCH_INDEX ?=
+# TORCH_SPEC is the one place the torch build is chosen: on these CPU machines
+# `torch==2.13.0` takes a local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 STAMP      := $(VENV)/.installed
@@ -14,12 +12,12 @@ STAMP      := $(VENV)/.installed
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean test-interop
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[test]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 
@@ -44,3 +42,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info
+
+# The GGUF export run by a real llama.cpp (tests/interop, which `make test` ignores: llama-cpp-python
+# compiles llama.cpp from source, minutes on a small machine), then llama.cpp's batch-1 generation
+# speed next to ours on the same model.
+LLAMA_CPP_SPEC ?= llama-cpp-python>=0.3.16,<0.4
+
+test-interop: $(STAMP)
+	$(PIP) install "$(LLAMA_CPP_SPEC)"
+	$(PY) -m pytest -q tests/interop
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_gguf
