@@ -52,7 +52,7 @@ def probe(argv: list[str], **env) -> dict:
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["--version"], ["no-such-command"],
-    ["generate", "--help"], ["evaluate", "--help"],
+    ["generate", "--help"], ["evaluate", "--help"], ["train-tokenizer", "--help"], ["push", "--help"],
     ["generate", "some/folder"],                      # argument error: --prompt is required
     ["evaluate", "some/folder", "--file", "missing.txt"],
 ], ids=lambda argv: " ".join(argv))

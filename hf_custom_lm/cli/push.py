@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 from transformers import HfArgumentParser
 
-from ..hub import push
 from .common import USER_ERRORS, fail
 
 
@@ -25,6 +24,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out_dir", help="a folder written by `hf-custom-lm export`")
     try:
         args, paths = parser.parse_args_into_dataclasses(argv)
+        from ..hub import push  # after parsing: --help and argument errors load no torch
+
         commit = push(paths.out_dir, args.repo_id, private=args.private, revision=args.revision,
                       commit_message=args.commit_message)
     except (*USER_ERRORS, LocalTokenNotFoundError, HfHubHTTPError) as error:

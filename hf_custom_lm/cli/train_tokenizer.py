@@ -41,13 +41,12 @@ class TrainTokenizerArguments:
 
 
 def main(argv: list[str]) -> int:
-    from ..training.tokenization import train_tokenizer
-
     parser = HfArgumentParser(TrainTokenizerArguments, prog=PROG, description=__doc__.split("\n\n")[0])
     try:
         (args,) = parser.parse_args_into_dataclasses(args=argv)
         if (args.files is None) == (args.dataset_name is None):
             raise ValueError("pass exactly one of --files (UTF-8 text files) or --dataset_name.")
+        from ..training.tokenization import train_tokenizer  # after parsing: --help loads no torch
         dataset = None
         if args.dataset_name is not None:
             from ..training.data import read_dataset
