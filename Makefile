@@ -1,9 +1,11 @@
 # Everything runs inside a local virtualenv that these targets create on a fresh machine.
-# TORCH_SPEC is the one place the torch build is chosen: on these CPU machines
-# `torch==2.13.0` takes a local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
-PYTHON     ?= python3
-VENV       ?= .venv
-TORCH_SPEC ?= torch==2.13.0
+# TORCH_SPEC and TORCH_INDEX choose the torch build: PyPI's torch for Linux is a multi-GB CUDA build, the
+# PyTorch CPU index (TORCH_INDEX=https://download.pytorch.org/whl/cpu) has the CPU one; empty, pip's own
+# configuration decides (on these development machines it finds a local CPU wheel).
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
 PY         := $(VENV)/bin/python
 PIP        := $(PY) -m pip
 STAMP      := $(VENV)/.installed
@@ -17,7 +19,7 @@ export OMP_WAIT_POLICY
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 	$(PIP) install -e ".[test]" "$(TORCH_SPEC)"
 	touch $(STAMP)
 

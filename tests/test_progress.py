@@ -5,6 +5,7 @@ import io
 import pytest
 from transformers import ProgressCallback, Trainer, TrainingArguments
 
+from hf_custom_lm.cli.common import no_progress_bars_in_logs
 from hf_custom_lm.training.progress import PlainProgressCallback, use_plain_progress
 from hf_custom_lm.training.trainer import CustomLMTrainer
 
@@ -54,3 +55,11 @@ def test_our_trainer_switches_by_what_stderr_is(tmp_path, tokenizer, monkeypatch
     callbacks = tiny_trainer(tmp_path, tokenizer, CustomLMTrainer).callback_handler.callbacks
     assert any(isinstance(c, PlainProgressCallback) for c in callbacks) is not tty
     assert any(isinstance(c, ProgressCallback) for c in callbacks) is tty
+
+
+def test_commands_turn_library_bars_off_in_logs_and_keep_a_users_setting():
+    environ = {"HF_DATASETS_DISABLE_PROGRESS_BARS": "0"}
+    assert no_progress_bars_in_logs(Stream(tty=False), environ)
+    assert environ == {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "0"}
+    environ = {}
+    assert not no_progress_bars_in_logs(Stream(tty=True), environ) and environ == {}

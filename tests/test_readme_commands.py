@@ -125,6 +125,7 @@ def test_readme_shell_blocks_run_as_written(tmp_path, monkeypatch, tokenizer, ca
         (work / ".venv").symlink_to(VENV)
         monkeypatch.chdir(work)
         write_user_files(tokenizer)
+        capsys.readouterr()  # the stand-ins' own output
         blocks = shell_blocks(readme)
         assert blocks, f"no shell block found in {readme}"
         for block in blocks:
@@ -132,7 +133,7 @@ def test_readme_shell_blocks_run_as_written(tmp_path, monkeypatch, tokenizer, ca
                 reason = run(argv)
                 if reason:
                     skipped[" ".join(argv[:3])] = reason
-    capsys.readouterr()
+        assert "\r" not in capsys.readouterr().err  # progress as plain lines when stderr is not a terminal
     assert (tmp_path / ROOT.name / "outputs/first-hub/config.json").is_file()  # the first screen's exported model
     assert set(skipped.values()) <= set(NOT_RUN.values())
 

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         from .threads import choose_wait_policy
 
         choose_wait_policy(name)
+    from .common import no_progress_bars_in_logs
+
+    no_progress_bars_in_logs()
     module = importlib.import_module(f"hf_custom_lm.cli.{SUBCOMMANDS[name][0]}")
     return module.main(rest) or 0
 

@@ -5,6 +5,7 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -87,17 +88,33 @@ def run_finetune(prog: str, argv: list[str], dataclass_types: tuple, finetune, s
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Our messages at `level` on stderr (stdout carries results); transformers and datasets keep their own
-    verbosity. When stderr is not a terminal, their progress bars are off (tokenisation, saving): redrawn
-    bars fill a log file; the Trainer's own bars become plain lines (`training/progress.py`)."""
+    verbosity."""
     logger = logging.getLogger("hf_custom_lm")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(level)
-    if not sys.stderr.isatty():
-        from datasets.utils.tqdm import disable_progress_bars
+
+
+def no_progress_bars_in_logs(stream=None, environ=os.environ) -> bool:
+    """When `stream` (stderr) is not a terminal (a log file, a pipe), turn off the progress bars of
+    huggingface_hub, transformers and datasets (tokenisation, saving): each redraw is a carriage return in the
+    file. The Trainer's bars become plain lines (`training/progress.py`). Returns whether it did.
+
+    The libraries read the environment variables when imported; those already imported are told directly. A
+    value the user set in the environment is kept.
+    """
+    if (stream or sys.stderr).isatty():
+        return False
+    environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules and environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
         from transformers.utils.logging import disable_progress_bar
 
-        disable_progress_bars()
         disable_progress_bar()
+    if "datasets" in sys.modules and environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1":
+        from datasets.utils.tqdm import disable_progress_bars
+
+        disable_progress_bars()
+    return True
