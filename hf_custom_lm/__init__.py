@@ -5,7 +5,7 @@ Importing the package registers `CustomLMConfig` and the model classes with the 
 `AutoModelForQuestionAnswering` and `AutoModelForTokenClassification` resolve `model_type="custom_lm"` folders
 without `trust_remote_code`.
 
-Layers, each importing only the ones below it: `cli` -> `hub` -> `training` -> `loading` -> `model`.
+Layers, each importing only the ones below it: `cli` -> `hub` -> `training` -> `folders` -> `model`.
 """
 
 import sys
