@@ -40,6 +40,9 @@ def test_empty_missing_and_run_folders_are_accepted(tmp_path):
     (tmp_path / "finished" / "trainer_state.json").write_text("{}")
     (tmp_path / "finished" / "model.safetensors").write_text("")
     assert resolve_resume_checkpoint(fresh_run(tmp_path / "finished")) is None
+    (tmp_path / "stopped" / "tokenizer").mkdir(parents=True)  # a run stopped before its first save
+    (tmp_path / "stopped" / "sizing.json").write_text("{}")
+    assert resolve_resume_checkpoint(fresh_run(tmp_path / "stopped")) is None
 
 
 def test_overwriting_a_run_deletes_its_old_checkpoints(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..folders import check_model_folder
+from .sizing import SIZING_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +22,10 @@ logger = logging.getLogger(__name__)
 TRAINER_STATE_NAME = "trainer_state.json"
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json")
 INCOMPLETE_SENTINEL = "checkpoint-is-incomplete.txt"
-# Written at the top of an output_dir by every run (the Trainer's state and arguments, the metrics, TensorBoard):
-# a folder holding one of them, or a checkpoint, is a training run's.
-RUN_MARKERS = (TRAINER_STATE_NAME, "training_args.json", "all_results.json", "runs")
+# Written at the top of an output_dir by runs (the Trainer's state and arguments, the metrics, TensorBoard, and
+# before the first step the model sizing and the tokenizer trained on the user's text, `language_model.py`): a
+# folder holding one of them, or a checkpoint, is a training run's.
+RUN_MARKERS = (TRAINER_STATE_NAME, "training_args.json", "all_results.json", "runs", SIZING_FILE, "tokenizer")
 
 
 
