@@ -145,3 +145,14 @@ def test_muon_trains_the_hidden_matrices_and_resumes(tmp_path, tokenizer_dir):
     train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), resumed)
     assert json.loads((Path(args.output_dir) / "trainer_state.json").read_text())["global_step"] == 8
     assert issubclass(MuonWithAdamW, torch.optim.Optimizer)
+
+
+def test_run_summary_names_the_tensorboard_folder(tmp_path, tokenizer_dir, caplog):
+    args = training_arguments(tmp_path, max_steps=2, eval_strategy="no", load_best_model_at_end=False,
+                              report_to=["tensorboard"])
+    with caplog.at_level("INFO", logger="hf_custom_lm"):
+        train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("TensorBoard logs: ")]
+    folder = Path(line.removeprefix("TensorBoard logs: ").split(" (")[0])
+    assert folder.parent == Path(args.output_dir) / "runs" and any(folder.glob("events.out.tfevents.*"))
+    assert any(r.getMessage().startswith("Stopped by max_steps after 2 steps") for r in caplog.records)

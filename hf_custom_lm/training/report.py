@@ -24,6 +24,15 @@ def best_step(trainer) -> int | None:
     return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else None
 
 
+def tensorboard_folder(trainer) -> str | None:
+    """Where the Trainer's TensorBoard callback wrote this run's events (`output_dir/runs/<date_host>`)."""
+    for callback in trainer.callback_handler.callbacks:
+        folder = getattr(callback, "logging_dir", None)
+        if type(callback).__name__ == "TensorBoardCallback" and folder:
+            return folder
+    return None
+
+
 def run_summary(trainer, train_dataset) -> dict:
     """`train_*` metrics for the summary, logged in one line with the TensorBoard folder."""
     state, args = trainer.state, trainer.args
@@ -49,6 +58,7 @@ def run_summary(trainer, train_dataset) -> dict:
     )
     if args.should_log:
         logger.info(line)
-        if "tensorboard" in (args.report_to or []):
-            logger.info(f"TensorBoard logs: {args.logging_dir} (`tensorboard --logdir {args.logging_dir}`)")
+        folder = tensorboard_folder(trainer)
+        if folder is not None:
+            logger.info(f"TensorBoard logs: {folder} (`tensorboard --logdir {folder}`)")
     return summary
