@@ -9,7 +9,7 @@ from hf_custom_lm.cli.train import interrupted_message
 from hf_custom_lm.training import LMTrainingArguments, build_callbacks, train_language_model
 from hf_custom_lm.training import language_model
 from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock, budget_lr_lambda, parse_duration
-from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, size_for_budget
+from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, TOKENS_PER_PARAMETER, size_for_budget
 
 from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
     corpus_text,
@@ -80,10 +80,10 @@ def test_resume_continues_the_remaining_budget(tmp_path):
 
 def test_sizing_picks_a_larger_model_for_a_larger_budget(tmp_path):
     small = size_for_budget(0.5, batch_size=2, block_size=16, vocab_size=512)
-    large = size_for_budget(600, batch_size=2, block_size=16, vocab_size=512)
+    large = size_for_budget(36_000, batch_size=2, block_size=16, vocab_size=512)
     assert small.hidden_size == SHAPES[0][0]  # nothing fits half a second: the smallest shape
     assert large.parameters > small.parameters and "tokens per parameter" in large.reason
-    assert large.expected_tokens >= large.parameters * 0.2 or large.hidden_size == SHAPES[-1][0]
+    assert large.expected_tokens >= large.parameters * TOKENS_PER_PARAMETER or large.hidden_size == SHAPES[-1][0]
 
 
 def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir, caplog):

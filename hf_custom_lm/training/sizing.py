@@ -28,8 +28,10 @@ SHAPES = (
     (384, 6, 6, 1024),
     (512, 8, 8, 1376),
 )
-# Tokens per parameter (embeddings included) a shape must see within the budget to be chosen.
-TOKENS_PER_PARAMETER = 0.2
+# Tokens per parameter (embeddings included) a shape must see within the budget to be chosen: at equal CPU
+# budgets the smaller, longer-trained shapes gave the lower validation bits per byte (`benchmarks/bench_quality.py`
+# ablation rows in benchmarks/RESULTS.md); this threshold picks the best shape measured there.
+TOKENS_PER_PARAMETER = 1.0
 PROBE_STEPS = 2
 SIZING_FILE = "sizing.json"
 
