@@ -170,3 +170,13 @@ def test_card_code_passes_trust_remote_code_to_every_loader(tmp_path, tokenizer)
     llama_calls = loading_calls(llama_text)
     assert set(llama_calls) == set(calls)
     assert all("trust_remote_code" not in keywords for keywords in llama_calls.values())
+
+
+def test_card_states_the_training_sequence_length_and_the_warm_up_fraction(run, tmp_path, tokenizer):
+    _, trainer = run
+    args = {"learning_rate": 1e-3, "warmup_steps": 0.05, "max_train_time": "3m", "num_train_epochs": 10**9,
+            "block_size": 64}
+    text = (export(trainer.model, tokenizer, tmp_path / "export", training_args=args) / "README.md").read_text()
+    assert "Trained on sequences of 64 tokens" in text and "at most 256 tokens" not in text
+    assert "| warm-up | 5% of the time budget |" in text and "| warm-up steps |" not in text
+    assert "1000000000" not in text  # the epochs never ran out: the budget ended the run

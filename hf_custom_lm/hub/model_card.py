@@ -108,8 +108,12 @@ def hyperparameter_rows(training_args: dict | None, trainer_state: dict | None) 
             value = training_args[key]
             if key == "max_steps" and value <= 0:  # -1: the epochs decide
                 continue
-            if key == "num_train_epochs" and training_args.get("max_steps", -1) > 0:  # max_steps overrides
+            if key == "num_train_epochs" and (training_args.get("max_steps", -1) > 0
+                                              or training_args.get("max_train_time")):  # they end the run instead
                 continue
+            if key == "warmup_steps" and 0 < value < 1:  # a fraction of the run (of its steps, or of its budget)
+                label, value = "warm-up", f"{value:.0%} of the " + (
+                    "time budget" if training_args.get("max_train_time") else "training steps")
             rows.append((label, str(value)))
     if training_args and ("bf16" in training_args or "fp16" in training_args):
         precision = "bf16" if training_args.get("bf16") else "fp16" if training_args.get("fp16") else "none (fp32)"
@@ -229,7 +233,7 @@ def _usage(model_id: str, format: str, example_prompt: str) -> tuple[str, str, s
     return intro, usage, pipeline_code
 
 
-def limitations(config: CustomLMConfig) -> list[str]:
+def limitations(config: CustomLMConfig, block_size: int | None = None) -> list[str]:
     items = [
         ("A small base model trained from scratch on one corpus: it continues text in the style of its "
          "training data, states falsehoods fluently, and follows no instructions (no instruction tuning or "
@@ -242,10 +246,8 @@ def limitations(config: CustomLMConfig) -> list[str]:
         items.append(
             f"Learned positions stop at {config.max_position_embeddings} tokens: longer inputs are refused."
         )
-    else:
-        items.append(
-            f"Trained on sequences of at most {config.max_position_embeddings} tokens; quality degrades beyond."
-        )
+    elif block_size is not None:
+        items.append(f"Trained on sequences of {block_size} tokens; quality degrades on longer inputs.")
     return items
 
 
@@ -311,7 +313,7 @@ def render_model_card(
         usage_code=usage_code,
         pipeline_code=pipeline_code,
         target_modules=target_modules(config),
-        limitations=limitations(config),
+        limitations=limitations(config, (training_args or {}).get("block_size")),
         version=__version__,
         year=datetime.date.today().year,
     )

@@ -344,10 +344,18 @@ def train_language_model(
 
     if training_args.should_save:
         save_model_folder(trainer.model, tokenizer, training_args.output_dir, training_args)
+        record_block_size(Path(training_args.output_dir), data_args.block_size)
         curve = plot_loss_curve(dataclasses.asdict(trainer.state), Path(training_args.output_dir) / LOSS_CURVE_FILENAME)
         if curve is not None:
             logger.info(f"Loss curve: {curve}")
     return {**train_metrics, **eval_metrics}
+
+
+def record_block_size(run_dir: Path, block_size: int) -> None:
+    """Add the training sequence length to the run's `training_args.json`, for the model card."""
+    record = run_dir / "training_args.json"
+    values = json.loads(record.read_text())
+    record.write_text(json.dumps({**values, "block_size": block_size}, indent=2))
 
 
 def evaluate_language_model(
