@@ -156,3 +156,13 @@ def test_run_summary_names_the_tensorboard_folder(tmp_path, tokenizer_dir, caplo
     folder = Path(line.removeprefix("TensorBoard logs: ").split(" (")[0])
     assert folder.parent == Path(args.output_dir) / "runs" and any(folder.glob("events.out.tfevents.*"))
     assert any(r.getMessage().startswith("Stopped by max_steps after 2 steps") for r in caplog.records)
+
+
+def test_training_refuses_a_plain_llama_folder_in_one_line(tmp_path, tokenizer_dir):
+    from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM, to_llama
+
+    to_llama(CustomLMForCausalLM(CustomLMConfig.from_preset("tiny", vocab_size=600))).save_pretrained(tmp_path / "l")
+    args = training_arguments(tmp_path, max_steps=1)
+    with pytest.raises(ValueError, match="holds a 'llama' model.*from_llama"):
+        train_language_model(model_arguments(tokenizer_dir, model_name_or_path=str(tmp_path / "l")),
+                             data_arguments(tmp_path), args)

@@ -194,6 +194,14 @@ def build_model(model_args: ModelArguments, tokenizer, shape: dict | None = None
             f"`model_name_or_path` {model_args.model_name_or_path!r} is not a folder; pass a folder written by "
             "`save_pretrained` (e.g. a previous run's output_dir), or leave it unset to train from scratch."
         )
+    config_file = Path(model_args.model_name_or_path) / "config.json"
+    model_type = json.loads(config_file.read_text()).get("model_type") if config_file.is_file() else None
+    if model_type not in (None, CustomLMConfig.model_type):
+        raise ValueError(
+            f"`model_name_or_path` {model_args.model_name_or_path!r} holds a {model_type!r} model; training continues "
+            "CustomLM folders only. For a plain Llama folder, convert it first: "
+            "`hf_custom_lm.from_llama(folder).save_pretrained(new_folder)`, then pass `new_folder`."
+        )
     model = load_model(model_args.model_name_or_path, CustomLMForCausalLM)
     check_vocab_fits(tokenizer, model.config)
     return model
