@@ -11,8 +11,7 @@ from ..folders import (
     load_tokenizer_from,
     save_model_folder,
 )
-from .callbacks import build_callbacks
-from .trainer import CustomLMTrainer
+from .trainer import build_trainer
 
 
 def check_language_model_folder(model_name_or_path: str) -> None:
@@ -65,16 +64,9 @@ def hold_out(rows: list, percentage: float, seed: int) -> tuple[list, list]:
 def train_head(model, tokenizer, training_args, checkpoint, train_dataset, eval_dataset, data_collator,
                compute_metrics) -> dict[str, float]:
     """Train with `CustomLMTrainer` (non-finite-loss stop, early stopping, resume), evaluate, save the folder."""
-    trainer = CustomLMTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=data_collator,
-        compute_metrics=compute_metrics,
-        callbacks=build_callbacks(training_args, checkpoint),
-        language_model_metrics=False,
+    trainer = build_trainer(
+        model, training_args, tokenizer, train_dataset, eval_dataset, data_collator, checkpoint,
+        compute_metrics=compute_metrics, language_model_metrics=False,
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_metrics("train", train_result.metrics)

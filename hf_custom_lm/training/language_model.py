@@ -31,16 +31,15 @@ from ..folders import (
 )
 from ..model import PRESETS, CustomLMConfig, CustomLMForCausalLM
 from .arguments import DataArguments, LMTrainingArguments, ModelArguments
-from .callbacks import build_callbacks
 from .checkpoints import resolve_resume_checkpoint
 from .data import load_text_dataset, resolve_files
 from .embeddings_init import init_embeddings_from_vectors
 from .loss_curve import LOSS_CURVE_FILENAME, plot_loss_curve
 from .packing import bytes_per_token, tokenize_and_pack
 from .report import run_summary
-from .sizing import SIZING_FILE, save_sizing, size_for_budget
+from .sizing import size_model
 from .tokenization import bundled_corpus_files, load_tokenizer, train_tokenizer
-from .trainer import CustomLMTrainer
+from .trainer import CustomLMTrainer, build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ BUDGET_EVAL_SAMPLES = 64
 OWN_TOKENIZER_MIN_BYTES = 1_000_000
 OWN_TOKENIZER_VOCAB_SIZE = 8192
 OWN_TOKENIZER_DIR = "tokenizer"
-SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,25 +156,6 @@ def build_config(config_name: str, config_overrides: str | None, tokenizer, shap
             setattr(config, name, token_id)
     config.validate_token_ids()
     return config
-
-
-def size_model(training_args: LMTrainingArguments, data_args: DataArguments, tokenizer, resuming: bool) -> dict:
-    """The shape for the budget: the one saved in the run folder (a resumed run, or the other processes of a
-    multi-process run after the main one), else a new choice, logged and saved."""
-    saved = Path(training_args.output_dir) / SIZING_FILE
-    if saved.is_file() and (resuming or not training_args.should_save):
-        return {key: value for key, value in json.loads(saved.read_text()).items() if key in SHAPE_KEYS}
-    choice = size_for_budget(
-        training_args.max_train_seconds, training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
-        training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
-        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    logger.info(f"Model size for the budget: hidden_size={choice.hidden_size}, layers={choice.num_hidden_layers}: "
-                f"{choice.reason}.")
-    if training_args.should_save:
-        save_sizing(choice, training_args.output_dir)
-    return choice.config_kwargs() | {"max_position_embeddings": max(data_args.block_size, 256)}
 
 
 def build_model(model_args: ModelArguments, tokenizer, shape: dict | None = None) -> CustomLMForCausalLM:
@@ -329,15 +308,9 @@ def train_language_model(
         )
         extra_metrics["embedding_coverage"] = report.coverage
 
-    trainer = CustomLMTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=default_data_collator,
-        callbacks=build_callbacks(training_args, checkpoint) + list(extra_callbacks or []),
-        eval_bytes_per_token=bytes_per_token(eval_dataset),
+    trainer = build_trainer(
+        model, training_args, tokenizer, train_dataset, eval_dataset, default_data_collator, checkpoint,
+        extra_callbacks=extra_callbacks or (), eval_bytes_per_token=bytes_per_token(eval_dataset),
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     train_metrics = {**train_result.metrics, **extra_metrics, **run_summary(trainer, train_dataset)}

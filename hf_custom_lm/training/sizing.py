@@ -34,6 +34,8 @@ SHAPES = (
 TOKENS_PER_PARAMETER = 1.0
 PROBE_STEPS = 2
 SIZING_FILE = "sizing.json"
+# The config fields a saved choice restores.
+SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
 
 
 @dataclass
@@ -106,3 +108,22 @@ def save_sizing(choice: SizingChoice, output_dir: str | Path) -> Path:
     path = Path(output_dir) / SIZING_FILE
     path.write_text(json.dumps(asdict(choice), indent=2))
     return path
+
+
+def size_model(training_args, data_args, tokenizer, resuming: bool) -> dict:
+    """The shape for the budget: the one saved in the run folder (a resumed run, or the other processes of a
+    multi-process run after the main one), else a new choice, logged and saved."""
+    saved = Path(training_args.output_dir) / SIZING_FILE
+    if saved.is_file() and (resuming or not training_args.should_save):
+        return {key: value for key, value in json.loads(saved.read_text()).items() if key in SHAPE_KEYS}
+    choice = size_for_budget(
+        training_args.max_train_seconds, training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
+        training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    logger.info(f"Model size for the budget: hidden_size={choice.hidden_size}, layers={choice.num_hidden_layers}: "
+                f"{choice.reason}.")
+    if training_args.should_save:
+        save_sizing(choice, training_args.output_dir)
+    return choice.config_kwargs() | {"max_position_embeddings": max(data_args.block_size, 256)}

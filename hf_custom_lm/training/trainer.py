@@ -5,6 +5,7 @@ from torch import nn
 from transformers import Trainer
 
 from .budget import TimeBudgetCallback, budget_scheduler
+from .callbacks import build_callbacks
 from .metrics import language_model_metrics
 from .optimizers import muon_with_adamw
 from .progress import use_plain_progress
@@ -69,3 +70,19 @@ class CustomLMTrainer(Trainer):
                 prefix = key[: -len("_loss")]
                 logs.update(language_model_metrics(logs[key], self.eval_bytes_per_token, prefix=prefix))
         super().log(logs, start_time)
+
+
+def build_trainer(model, training_args, tokenizer, train_dataset, eval_dataset, data_collator, checkpoint=None,
+                  extra_callbacks=(), **kwargs) -> CustomLMTrainer:
+    """A `CustomLMTrainer` with the run's callbacks (`build_callbacks`: non-finite loss, early stopping, time
+    budget, their state restored from `checkpoint` when resuming); `kwargs` go to the trainer."""
+    return CustomLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=data_collator,
+        callbacks=build_callbacks(training_args, checkpoint) + list(extra_callbacks),
+        **kwargs,
+    )
