@@ -34,6 +34,7 @@ def test_train_finetune_and_export_write_use_cache_true(tmp_path, tokenizer_dir,
     )
     run = tmp_path / "run"
     assert use_cache_in(run) is True
+    assert use_cache_in(run / "checkpoint-2") is True  # checkpoints too: a run can be exported from one
 
     classifier = tmp_path / "classifier"
     finetune_classifier(

@@ -195,7 +195,7 @@ def test_gguf_refuses_settings_llama_cpp_cannot_express(tmp_path, small_tokenize
     tokenizer = small_tokenizer
     model = tiny_model(tokenizer, **{setting: value})
     named = "rope_parameters['rope_type']" if setting == "rope_parameters" else setting
-    with pytest.raises(ValueError, match=re.escape(f"Cannot export as GGUF: the model has `{named}=")):
+    with pytest.raises(ValueError, match=re.escape(f"Cannot export as GGUF Llama: the model has `{named}=")):
         export(model, tokenizer, tmp_path / "x.gguf", format="gguf")
     assert not list(tmp_path.iterdir())  # refused before anything was written
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..model import CustomLMForCausalLM
-from .llama import LLAMA_SETTINGS
+from .llama import check_llama_compatible
 
 GGUF_TYPES = ("f32", "f16", "q8_0")
 FILE_TYPES = {
@@ -44,18 +44,11 @@ TOKENIZER_PRE = "gpt-2"
 
 def check_gguf_compatible(config) -> None:
     """Raise `ValueError` naming the first setting a GGUF Llama cannot express."""
-    for name, llama_value in LLAMA_SETTINGS.items():
-        value = getattr(config, name)
-        if value != llama_value:
-            raise ValueError(
-                f"Cannot export as GGUF: the model has `{name}={value!r}` and a GGUF Llama needs "
-                f"`{name}={llama_value!r}`. Export with format='custom_lm' (loads with trust_remote_code=True) "
-                "or train with the Llama-compatible settings (the default config)."
-            )
+    check_llama_compatible(config, target="GGUF Llama")
     rope_type = (config.rope_parameters or {}).get("rope_type", "default")
     if rope_type != "default":
         raise ValueError(
-            f"Cannot export as GGUF: the model has `rope_parameters['rope_type']={rope_type!r}`; this export "
+            f"Cannot export as GGUF Llama: the model has `rope_parameters['rope_type']={rope_type!r}`; this export "
             "writes plain RoPE only ('default'). Export with format='custom_lm' or format='llama'."
         )
 

@@ -26,13 +26,13 @@ SHARED_CONFIG_FIELDS = (
 LLAMA_SETTINGS = {"position_embedding_type": "rope", "norm_type": "rmsnorm", "mlp_type": "gated", "hidden_act": "silu"}
 
 
-def check_llama_compatible(config: CustomLMConfig) -> None:
-    """Raise `ValueError` naming the first setting that has no plain-Llama equivalent."""
+def check_llama_compatible(config: CustomLMConfig, target: str = "plain Llama") -> None:
+    """Raise `ValueError` naming the first setting that has no Llama equivalent (`target`: the format's name)."""
     for name, llama_value in LLAMA_SETTINGS.items():
         value = getattr(config, name)
         if value != llama_value:
             raise ValueError(
-                f"Cannot export as plain Llama: the model has `{name}={value!r}` and a plain Llama needs "
+                f"Cannot export as {target}: the model has `{name}={value!r}` and a {target} needs "
                 f"`{name}={llama_value!r}`. Export with format='custom_lm' (loads with trust_remote_code=True) "
                 "or train with the Llama-compatible settings (the default config)."
             )

@@ -377,6 +377,15 @@ class CustomLMModel(CustomLMPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
+def head_output(output_class, outputs: BaseModelOutputWithPast, return_dict: bool | None, **fields):
+    """A head's `output_class` with the decoder's hidden states, attentions and cache (where the class has one);
+    a tuple when `return_dict` is False."""
+    if "cache" in output_class.__dataclass_fields__:
+        fields["cache"] = outputs.cache
+    output = output_class(hidden_states=outputs.hidden_states, attentions=outputs.attentions, **fields)
+    return output if return_dict is not False else output.to_tuple()
+
+
 class CustomLMForCausalLM(CustomLMPreTrainedModel, GrowingCacheGenerationMixin):  # GenerationMixin, see its file
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
@@ -422,11 +431,7 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GrowingCacheGenerationMixin):
             if labels is not None:
                 loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
 
-        output = CausalLMOutputWithPast(
-            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return head_output(CausalLMOutputWithPast, outputs, return_dict, loss=loss, logits=logits)
 
 
 class CustomLMForSequenceClassification(CustomLMPreTrainedModel):
@@ -466,11 +471,7 @@ class CustomLMForSequenceClassification(CustomLMPreTrainedModel):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
 
-        output = SequenceClassifierOutputWithPast(
-            loss=loss, logits=pooled_logits, cache=outputs.cache, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return head_output(SequenceClassifierOutputWithPast, outputs, return_dict, loss=loss, logits=pooled_logits)
 
 
 class CustomLMForQuestionAnswering(CustomLMPreTrainedModel):
@@ -482,43 +483,28 @@ class CustomLMForQuestionAnswering(CustomLMPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.LongTensor | None = None,
-        end_positions: torch.LongTensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
+        self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None, cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None, start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None, **kwargs,
     ) -> QuestionAnsweringModelOutput | tuple:
         r"""`start_positions` / `end_positions` (B,): token indices of the answer's first and last token; the
         loss is the mean of the two cross-entropies over positions (indices past the sequence are ignored)."""
-        outputs = self.model(
-            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
-            inputs_embeds=inputs_embeds, **kwargs,
-        )
-        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).unbind(-1)  # 2 x (B, T)
-        start_logits, end_logits = start_logits.contiguous(), end_logits.contiguous()
+        return_dict = kwargs.pop("return_dict", None)
+        outputs = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                             inputs_embeds=inputs_embeds, **kwargs)
+        start_logits, end_logits = (t.contiguous() for t in self.qa_outputs(outputs.last_hidden_state).unbind(-1))
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = self.loss_function(start_logits, end_logits, start_positions, end_positions, **kwargs)
-
-        output = QuestionAnsweringModelOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return head_output(QuestionAnsweringModelOutput, outputs, return_dict, loss=loss, start_logits=start_logits,
+                           end_logits=end_logits)
 
 
 class CustomLMForTokenClassification(CustomLMPreTrainedModel):
     """The decoder plus dropout and a linear `score` head: one label distribution per token (B, T, num_labels).
-
     Each token sees only its left context (the decoder is causal), as in Llama's head."""
 
     def __init__(self, config: CustomLMConfig):
@@ -530,6 +516,7 @@ class CustomLMForTokenClassification(CustomLMPreTrainedModel):
         self.score = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -539,21 +526,15 @@ class CustomLMForTokenClassification(CustomLMPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        return_dict: bool | None = None,
         **kwargs,
     ) -> TokenClassifierOutput | tuple:
         r"""`labels` (B, T): a label id per token, -100 where no label applies (padding, inner sub-words)."""
-        outputs = self.model(
-            input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
-            inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs,
-        )
+        return_dict = kwargs.pop("return_dict", None)
+        outputs = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                             inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs)
         logits = self.score(self.dropout(outputs.last_hidden_state))  # (B, T, num_labels)
         loss = self.loss_function(logits, labels, self.config) if labels is not None else None
-
-        output = TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
-        return output if return_dict is not False else output.to_tuple()
+        return head_output(TokenClassifierOutput, outputs, return_dict, loss=loss, logits=logits)
 
 
 __all__ = [

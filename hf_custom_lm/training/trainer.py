@@ -4,6 +4,7 @@ metrics (perplexity, bits per byte) in every evaluation log."""
 from torch import nn
 from transformers import Trainer
 
+from ..folders import inference_use_cache
 from .budget import TimeBudgetCallback, budget_scheduler
 from .callbacks import build_callbacks
 from .metrics import language_model_metrics
@@ -61,6 +62,11 @@ class CustomLMTrainer(Trainer):
                 max_steps=max(self.args.max_steps, 0),
             )
         return super().create_scheduler(num_training_steps, optimizer)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Checkpoints keep the config's own `use_cache` (the Trainer turns it off while training)."""
+        with inference_use_cache(self.model):
+            super()._save(output_dir, state_dict)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # `evaluate()` passes its metrics dict here before the callbacks and best-model tracking see it, so
