@@ -11,7 +11,8 @@ per document. A byte-level BPE tokenizer of 8192 tokens is trained on the traini
 Each contender trains in its own process with one thread (`OMP_NUM_THREADS=1`), so its CPU seconds are its
 training time on one core whatever else the machine runs; the budget counts the training loop (evaluations
 during training included), not tokenisation. Then every model is scored by the same code on every
-validation block (`hf-custom-lm evaluate`): bits per byte, comparable across tokenizers and shapes.
+validation block, blocks of 128 tokens (`hf-custom-lm evaluate` for stock; ours ends its run with that same
+evaluation): bits per byte, comparable across tokenizers and shapes.
 
 Recipes (one ablation row each):
 - `stock`: `LlamaForCausalLM` at the `small` preset's shape with the stock `Trainer` recipe of run_clm.py:
@@ -151,14 +152,18 @@ def one(args) -> None:
     else:
         config_name = "small" if args.recipe == "stock-shape+budget" else None
         train_metrics = run_ours(files, out, args.budget, args.seed, config_name, **extra)
-    from hf_custom_lm.training import evaluate_language_model
+    if "eval_bits_per_byte" in train_metrics:  # ours ends with this very evaluation: every validation block
+        bits_per_byte = train_metrics["eval_bits_per_byte"]
+    else:
+        from hf_custom_lm.training import evaluate_language_model
 
-    scores = evaluate_language_model(out, files["validation"], block_size=BLOCK_SIZE, batch_size=32)
+        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=BLOCK_SIZE, batch_size=32)[
+            "bits_per_byte"]
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(out)
     print(json.dumps({
-        "recipe": name, "budget": args.budget, "seed": args.seed, "bits_per_byte": scores["bits_per_byte"],
+        "recipe": name, "budget": args.budget, "seed": args.seed, "bits_per_byte": bits_per_byte,
         "steps": train_metrics.get("train_steps"), "hidden_size": config.hidden_size,
         "num_hidden_layers": config.num_hidden_layers,
     }))
