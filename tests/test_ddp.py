@@ -15,7 +15,13 @@ from safetensors.torch import load_file
 
 from hf_custom_lm.training import train_language_model
 
-from .test_training import data_arguments, model_arguments, tokenizer_dir, training_arguments  # noqa: F401
+from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
+    data_arguments,
+    model_arguments,
+    tokenizer_dir,
+    training_arguments,
+    write_corpus,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The two runs see the same rows per optimizer step; they differ only in float32 summation order (the
@@ -50,12 +56,22 @@ def logged(run, key):
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, tokenizer_dir):
-    # 16 evaluation blocks: 2 processes x 8 per batch, so no process pads its last batch with repeats (the
-    # Trainer drops repeated rows but not their share of the batch's mean loss).
-    data_args = data_arguments(tmp_path, max_eval_samples=16)
+    # 16 evaluation blocks, periodic and final: 2 processes x 8 per batch, so no process pads its last batch with
+    # repeats (the Trainer drops repeated rows but not their share of the batch's mean loss). 2000 characters
+    # of validation text make 16 blocks of 32 tokens with this tokenizer (checked below).
+    (tmp_path / "data").mkdir()
+    train, validation = write_corpus(tmp_path / "data", validation_chars=2000)
+    data_args = data_arguments(tmp_path, train_file=train, validation_file=validation, max_eval_samples=16)
     single = training_arguments(tmp_path, output_dir=str(tmp_path / "single"), max_steps=6, eval_steps=3,
                                 save_steps=3, per_device_train_batch_size=8, per_device_eval_batch_size=8)
     train_language_model(model_arguments(tokenizer_dir), data_args, single)
+    from transformers import AutoTokenizer
+
+    from hf_custom_lm.training.data import load_text_dataset
+    from hf_custom_lm.training.packing import tokenize_and_pack
+
+    raw = load_text_dataset(train_file=train, validation_file=validation)
+    assert len(tokenize_and_pack(raw, AutoTokenizer.from_pretrained(tokenizer_dir), 32)["validation"]) == 16
 
     ddp_run = tmp_path / "ddp"
     command = [

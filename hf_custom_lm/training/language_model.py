@@ -313,7 +313,7 @@ def train_language_model(
         extra_callbacks=extra_callbacks or (), eval_bytes_per_token=bytes_per_token(eval_dataset),
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    train_metrics = {**train_result.metrics, **extra_metrics, **run_summary(trainer, train_dataset)}
+    train_metrics = {**train_result.metrics, **extra_metrics, **run_summary(trainer, data_args.block_size)}
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
 

@@ -33,11 +33,10 @@ def tensorboard_folder(trainer) -> str | None:
     return None
 
 
-def run_summary(trainer, train_dataset) -> dict:
+def run_summary(trainer, block_size: int) -> dict:
     """`train_*` metrics for the summary, logged in one line with the TensorBoard folder."""
     state, args = trainer.state, trainer.args
-    block_size = len(train_dataset[0]["input_ids"]) if hasattr(train_dataset, "__getitem__") else None
-    tokens_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size * (block_size or 0)
+    tokens_per_step = args.train_batch_size * args.gradient_accumulation_steps * args.world_size * block_size
     budget = trainer.time_budget
     summary = {
         "train_steps": state.global_step,

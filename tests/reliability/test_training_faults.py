@@ -76,7 +76,7 @@ def install_fault(spec: str, marker: Path) -> None:
     """Pause the run at `point` of optimizer step `step` (on `rank` only, when given)."""
     from transformers import Trainer, modeling_utils
 
-    from hf_custom_lm import training
+    from hf_custom_lm.training import trainer as training  # where `build_trainer` looks up `build_callbacks`
 
     point, step, *rank = spec.split(":")
     step = int(step)
