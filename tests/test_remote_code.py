@@ -125,3 +125,42 @@ def test_llama_export_loads_without_remote_code(tmp_path, tokenizer):
     local_logits, local_text = local_reference(model, tokenizer)
     torch.testing.assert_close(logits, local_logits, rtol=0, atol=1e-5)
     assert result["generated"] == local_text
+
+
+OLD_EXPORT = os.path.join(os.path.dirname(__file__), "fixtures", "export_before_layout")
+LOAD_OLD_EXPORT = """
+import sys
+import torch
+from transformers import AutoModelForCausalLM
+
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+with torch.no_grad():
+    torch.save(model(torch.tensor([[0, 5, 9, 33, 2, 7]])).logits, sys.argv[2])
+"""
+
+
+@pytest.mark.slow
+def test_a_folder_exported_before_the_layout_change_still_loads(tmp_path):
+    """`tests/fixtures/export_before_layout`: a tiny model saved for remote code by the package as it was before
+    the model moved into `hf_custom_lm/model/` (its three code files, no kernels file). It loads in a clean
+    process through its own code, and with this package imported through ours, with the same logits."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "old"
+    shutil.copytree(OLD_EXPORT, folder)
+    script = tmp_path / "load_old.py"
+    script.write_text(BLOCK_PACKAGE + LOAD_OLD_EXPORT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    proc = subprocess.run([sys.executable, "-I", str(script), str(folder), str(tmp_path / "logits.pt")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    remote = torch.load(tmp_path / "logits.pt", weights_only=True)
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()  # the registered class: this package's code
+    assert type(model).__module__ == "hf_custom_lm.model.modeling_custom_lm"
+    with torch.no_grad():
+        ours = model(torch.tensor([[0, 5, 9, 33, 2, 7]])).logits
+    torch.testing.assert_close(ours, remote)

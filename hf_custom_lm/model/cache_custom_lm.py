@@ -1,8 +1,7 @@
 """The dynamic key/value cache of CustomLM: transformers' `DynamicCache`, whose layers append in place.
 
 transformers' `DynamicLayer` appends a decoding step's keys and values with `torch.cat`, which copies the
-whole cache of every layer at every step: O(S) work per token (profiled on CPU: a third of a decoding
-step of the benchmark model at batch 8). `GrowingDynamicLayer` keeps keys and values in a buffer with spare room
+whole cache of every layer at every step: O(S) work per token. `GrowingDynamicLayer` keeps keys and values in a buffer with spare room
 along the sequence axis and copies only the new tokens into it; the buffer grows by a quarter (at least
 `MIN_SPARE_TOKENS`) when full, so appending is amortised O(1). The first tokens' tensors are kept as they
 come (not copied, where `torch.cat` would copy them; no spare room), so a forward that never decodes

@@ -114,7 +114,7 @@ class CustomLMConfig(PreTrainedConfig):
     fused_loss: bool = True
 
     def __post_init__(self, **kwargs):
-        unknown = set(kwargs) - KNOWN_EXTRA_KEYS - set(GenerationConfig._get_default_generation_params())
+        unknown = set(kwargs) - KNOWN_EXTRA_KEYS - set(GenerationConfig().to_dict())
         if unknown:
             logger.warning(
                 f"CustomLMConfig got unknown fields {sorted(unknown)}: they are kept on the config but the model "
