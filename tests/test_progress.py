@@ -1,6 +1,7 @@
 """Training progress when stderr is not a terminal: plain lines at the logging interval, no tqdm bars."""
 
 import io
+import sys
 
 import pytest
 from transformers import ProgressCallback, Trainer, TrainingArguments
@@ -63,3 +64,19 @@ def test_commands_turn_library_bars_off_in_logs_and_keep_a_users_setting():
     assert environ == {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "0"}
     environ = {}
     assert not no_progress_bars_in_logs(Stream(tty=True), environ) and environ == {}
+
+
+def test_a_budgeted_run_logs_time_left_in_the_budget_even_on_a_terminal(tmp_path, tokenizer, monkeypatch):
+    from hf_custom_lm.training import LMTrainingArguments
+    from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock
+
+    monkeypatch.setattr("sys.stderr", Stream(tty=True))
+    args = LMTrainingArguments(output_dir=str(tmp_path), max_steps=4, logging_steps=2, per_device_train_batch_size=4,
+                               report_to=[], eval_strategy="no", early_stopping_patience=0,
+                               load_best_model_at_end=False, max_train_time="10m")
+    trainer = CustomLMTrainer(model=tiny_model(tokenizer).train(), args=args,
+                              train_dataset=_blocks(tokenizer, SAMPLE_TEXT),
+                              callbacks=[TimeBudgetCallback(TrainingClock(600))])
+    trainer.train()
+    lines = [line for line in sys.stderr.getvalue().splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 2: loss ") and "of the budget left (wall clock)" in lines[0]

@@ -26,8 +26,9 @@ class PlainProgressCallback(TrainerCallback):
     """On the main process, each log (every `logging_steps`, each evaluation, the end) as one line on `stream`:
     the step, the logged values, the time spent and, from the pace so far, the time left to `max_steps`."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, budget=None):
         self.stream = stream
+        self.budget = budget  # a `TimeBudgetCallback`: steps have no planned total, time left is the budget's
         self.started = None
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -37,25 +38,29 @@ class PlainProgressCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         line = f"step {state.global_step}"
-        if state.max_steps:
+        if state.max_steps and self.budget is None:
             line += f"/{state.max_steps} ({state.global_step / state.max_steps:.0%})"
         values = {key: value for key, value in logs.items() if key != "total_flos"}
         line += ": " + ", ".join(f"{key} {_value(value)}" for key, value in values.items())
         if self.started is not None:
             spent = time.monotonic() - self.started
             line += f" | {_duration(spent)}"
-            if 0 < state.global_step < state.max_steps:
+            if self.budget is not None:
+                clock = self.budget.clock
+                line += f", {_duration(max(0.0, clock.budget - clock.elapsed()))} of the budget left ({clock.kind} clock)"
+            elif 0 < state.global_step < state.max_steps:
                 line += f", {_duration(spent / state.global_step * (state.max_steps - state.global_step))} left"
         print(line, file=self.stream or sys.stderr, flush=True)
 
 
 def use_plain_progress(trainer, stream=None) -> bool:
-    """Swap the Trainer's tqdm bars for `PlainProgressCallback` when `stream` (default stderr) is not a terminal;
-    returns whether it did. `--disable_tqdm true` keeps transformers' own `PrinterCallback`."""
+    """Swap the Trainer's tqdm bars for `PlainProgressCallback` when `stream` (default stderr) is not a terminal or
+    the run has a time budget; returns whether it did. `--disable_tqdm true` keeps transformers' own `PrinterCallback`."""
     stream = stream or sys.stderr
     has_bars = any(isinstance(callback, ProgressCallback) for callback in trainer.callback_handler.callbacks)
-    if not has_bars or stream.isatty():
+    budget = getattr(trainer, "time_budget", None)  # a budgeted run has no step total: plain lines on a terminal too
+    if not has_bars or (stream.isatty() and budget is None):
         return False
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(PlainProgressCallback(stream))
+    trainer.add_callback(PlainProgressCallback(stream, budget))
     return True
