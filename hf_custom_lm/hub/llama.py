@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from ..folders import load_model
 from ..model import CustomLMConfig, CustomLMForCausalLM
 
 # Fields that mean the same thing in both configs and are copied as they are.
@@ -56,7 +57,7 @@ def to_llama(model: CustomLMForCausalLM) -> LlamaForCausalLM:
 def from_llama(path_or_model: "str | Path | LlamaForCausalLM") -> CustomLMForCausalLM:
     """A `CustomLMForCausalLM` with the weights of a Llama (a `LlamaForCausalLM` or a folder holding one)."""
     if isinstance(path_or_model, (str, Path)):
-        llama = LlamaForCausalLM.from_pretrained(path_or_model)
+        llama = load_model(path_or_model, LlamaForCausalLM)
     elif isinstance(path_or_model, LlamaForCausalLM):
         llama = path_or_model
     else:
