@@ -153,14 +153,29 @@ class RotaryFunction(torch.autograd.Function):
         return _rotate(grad_output, cos, signed_sin, sign=-1), None, None
 
 
+# The last `sin` table and its sign-folded copy: every layer of a forward gets the same table, so the copy is
+# made once per forward, not once per layer.
+_last_signed: list = [None, None]
+
+
+def _signed(sin: torch.Tensor) -> torch.Tensor:
+    """cat(-sin1, sin2) for sin = cat(sin1, sin2) along the last axis."""
+    if _last_signed[0] is sin and not torch.compiler.is_compiling():
+        return _last_signed[1]
+    half = sin.shape[-1] // 2
+    signed = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+    if not torch.compiler.is_compiling():
+        _last_signed[:] = [sin, signed]
+    return signed
+
+
 def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim: int = 2):
     """Llama's `x * cos + rotate_half(x) * sin` for q (B, T, H, hd) and k (B, T, Hkv, hd), before the head
     transpose so the products run on contiguous memory; cos, sin (B, T, hd), broadcast over the head axis.
 
-    One `roll` per tensor instead of chunk, negate and concatenate: the first half of `sin` is negated once
-    here, for both q and k."""
-    half = sin.shape[-1] // 2
-    signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(unsqueeze_dim)
+    One `roll` per tensor instead of chunk, negate and concatenate: the first half of `sin` is negated once per
+    table, for q and k and every layer."""
+    signed_sin = _signed(sin).unsqueeze(unsqueeze_dim)
     cos = cos.unsqueeze(unsqueeze_dim)
     if torch.is_grad_enabled() and not (cos.requires_grad or signed_sin.requires_grad):
         return RotaryFunction.apply(q, cos, signed_sin), RotaryFunction.apply(k, cos, signed_sin)

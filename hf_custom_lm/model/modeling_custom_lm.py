@@ -108,7 +108,9 @@ class CustomLMRotaryEmbedding(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, hd/2)
             angles = torch.cat((freqs, freqs), dim=-1)  # (B, T, hd)
-            cos, sin = angles.cos() * self.attention_scaling, angles.sin() * self.attention_scaling
+            cos, sin = angles.cos(), angles.sin()
+            if self.attention_scaling != 1.0:  # yarn, longrope
+                cos, sin = cos * self.attention_scaling, sin * self.attention_scaling
         dtype = autocast_dtype(x) or x.dtype  # q and k under autocast are already in it
         return cos.to(dtype), sin.to(dtype)
 
