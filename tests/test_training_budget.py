@@ -95,6 +95,7 @@ def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir
     config = json.loads((Path(args.output_dir) / "config.json").read_text())
     assert config["hidden_size"] == saved["hidden_size"] and saved["reason"]
     assert any("Model size for the budget" in record.getMessage() for record in caplog.records)
+    assert (Path(args.output_dir) / "checkpoint-2").is_dir()  # the run's end is saved, evaluation or not
 
 
 def test_own_text_gets_its_own_tokenizer(tmp_path, monkeypatch):

@@ -111,16 +111,16 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
     def on_step_end(self, args, state, control, **kwargs):
         seconds = self.clock.sync()
         spent = max(seconds / self.clock.budget, state.global_step / args.max_steps if args.max_steps > 0 else 0.0)
-        evaluate = args.eval_strategy != "no"
         if seconds >= self.clock.budget:
             self.stop_reason = "time budget"
             control.should_training_stop = True
-            control.should_evaluate = control.should_save = evaluate
-        elif spent >= 1:  # max_steps comes first: the Trainer stops; the last step is evaluated all the same
-            control.should_evaluate = control.should_save = evaluate
-        elif self.marks and spent >= self.marks[0]:
+        elif self.marks and spent < 1 and spent >= self.marks[0]:
             self.marks = [mark for mark in self.marks if spent < mark]
-            control.should_evaluate = control.should_save = evaluate
+        elif spent < 1:
+            return control
+        # a mark of the budget, or its end (by time or, first, by max_steps): evaluate and keep a checkpoint
+        control.should_evaluate = args.eval_strategy != "no"
+        control.should_save = args.save_strategy != "no"
         return control
 
     def state(self) -> dict:
