@@ -17,8 +17,8 @@ This file is copied to the Hub next to the modeling file; it imports only torch.
 import torch
 from torch import nn
 
-# Logits the fused loss holds at once: 2**21 (8 MiB in fp32, 256 rows at V = 8192), whatever the batch; the
-# size was chosen by timing the training step (benchmarks/).
+# Logits the fused loss holds at once: 2**21 values (256 rows at V = 8192), whatever the batch, so the head's
+# memory does not grow with it; the size was chosen by timing the training step (benchmarks/).
 LOSS_CHUNK_LOGITS = 2**21
 
 
