@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"hf-custom-lm: unknown subcommand {name!r}.\n\n{_usage()}", file=sys.stderr)
         return 2
+    from .help_cache import answer
+
+    status = answer(name, rest)  # --help and unknown flags of the training subcommands, without torch
+    if status is not None:
+        return status
     if "torch" not in sys.modules:  # OpenMP reads its settings once, when torch loads
         from .threads import choose_wait_policy
 

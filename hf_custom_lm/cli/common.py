@@ -48,15 +48,27 @@ def load_yaml_config(path: str | Path, dataclass_types) -> dict:
     return values
 
 
+def build_arguments_parser(dataclass_types, prog: str, description: str | None = None) -> HfArgumentParser:
+    """The flags of the dataclasses, plus `--config FILE`."""
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
+    parser.add_argument("--config", help="YAML file of argument values; command-line flags override it.")
+    return parser
+
+
 def parse_with_config(argv: list[str], dataclass_types, prog: str, description: str | None = None) -> tuple:
     """Parse `argv` into the dataclasses; values of `--config FILE` become the defaults that flags override."""
+    from .help_cache import parser_flags, unknown_flags_message
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
-    parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
-    parser.add_argument("--config", help="YAML file of argument values; command-line flags override it.")
+    parser = build_arguments_parser(dataclass_types, prog, description)
     if known.config:
         parser.set_defaults(**load_yaml_config(known.config, dataclass_types))
+    _, remaining = parser.parse_known_args(argv)  # unknown flags are named before any dataclass checks its values
+    if remaining:
+        unknown = [arg.partition("=")[0] for arg in remaining if arg.startswith("--")] or remaining
+        raise ValueError(unknown_flags_message(unknown, parser_flags(parser), prog.removeprefix("hf-custom-lm ")))
     *parsed, _namespace = parser.parse_args_into_dataclasses(args=argv)
     return tuple(parsed)
 

@@ -24,9 +24,14 @@ class EvaluateArguments:
     text_column_name: str = field(default="text", metadata={"help": "Column holding the text (json/csv)."})
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser(EvaluateArguments, prog="hf-custom-lm evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A folder written by training (model + tokenizer).")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     try:
         args, namespace = parser.parse_args_into_dataclasses(args=argv)
         if not Path(args.file).exists():

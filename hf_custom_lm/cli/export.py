@@ -29,10 +29,15 @@ class ExportArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace the files of an earlier export in OUT_DIR."})
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser(ExportArguments, prog="hf-custom-lm export", description=__doc__)
     parser.add_argument("run_dir", help="a training output folder or a saved model folder")
     parser.add_argument("out_dir", help="the folder to write")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     try:
         args, paths = parser.parse_args_into_dataclasses(argv)
         out_dir = export_run(

@@ -11,15 +11,21 @@ Flags are the fields of `ClassifierArguments` and `ClassifierTrainingArguments` 
 import sys
 
 from ..training.arguments import ClassifierArguments, ClassifierTrainingArguments
-from .common import run_finetune
+from .common import build_arguments_parser, run_finetune
+
+ARGUMENT_TYPES = (ClassifierArguments, ClassifierTrainingArguments)
+PROG = "hf-custom-lm finetune-classifier"
+
+
+def build_parser():
+    return build_arguments_parser(ARGUMENT_TYPES, PROG, __doc__.split("\n\n")[0])
 
 
 def main(argv: list[str]) -> int:
     # datasets loads only for a run, not for --help
     from ..training.finetune_classifier import finetune_classifier
 
-    arguments = (ClassifierArguments, ClassifierTrainingArguments)
-    return run_finetune("hf-custom-lm finetune-classifier", argv, arguments, finetune_classifier, "classifier", __doc__)
+    return run_finetune(PROG, argv, ARGUMENT_TYPES, finetune_classifier, "classifier", __doc__)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,18 @@ A context longer than `--max_length` tokens is read in windows that share `--doc
 import sys
 
 from ..training import finetune_qa as qa
-from .common import run_finetune
+from .common import build_arguments_parser, run_finetune
+
+ARGUMENT_TYPES = (qa.QuestionAnsweringArguments, qa.QuestionAnsweringTrainingArguments)
+PROG = "hf-custom-lm finetune-qa"
+
+
+def build_parser():
+    return build_arguments_parser(ARGUMENT_TYPES, PROG, __doc__.split("\n\n")[0])
 
 
 def main(argv: list[str]) -> int:
-    arguments = (qa.QuestionAnsweringArguments, qa.QuestionAnsweringTrainingArguments)
-    return run_finetune("hf-custom-lm finetune-qa", argv, arguments, qa.finetune_qa, "question-answering model", __doc__)
+    return run_finetune(PROG, argv, ARGUMENT_TYPES, qa.finetune_qa, "question-answering model", __doc__)
 
 
 if __name__ == "__main__":

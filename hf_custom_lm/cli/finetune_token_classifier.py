@@ -11,12 +11,18 @@ Flags are the fields of `TokenClassifierArguments` and `TokenClassifierTrainingA
 import sys
 
 from ..training import finetune_token_classifier as tagging
-from .common import run_finetune
+from .common import build_arguments_parser, run_finetune
+
+ARGUMENT_TYPES = (tagging.TokenClassifierArguments, tagging.TokenClassifierTrainingArguments)
+PROG = "hf-custom-lm finetune-token-classifier"
+
+
+def build_parser():
+    return build_arguments_parser(ARGUMENT_TYPES, PROG, __doc__.split("\n\n")[0])
 
 
 def main(argv: list[str]) -> int:
-    arguments = (tagging.TokenClassifierArguments, tagging.TokenClassifierTrainingArguments)
-    return run_finetune("hf-custom-lm finetune-token-classifier", argv, arguments, tagging.finetune_token_classifier, "token classifier", __doc__)
+    return run_finetune(PROG, argv, ARGUMENT_TYPES, tagging.finetune_token_classifier, "token classifier", __doc__)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,14 @@ def generate_text(model_dir: str, args: GenerateArguments) -> list[list[str]]:
     return [[sample["generated_text"] for sample in per_prompt] for per_prompt in outputs]
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser(GenerateArguments, prog="hf-custom-lm generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="A folder written by training (model + tokenizer).")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     try:
         args, namespace = parser.parse_args_into_dataclasses(args=argv)
         samples = generate_text(namespace.model_dir, args)

@@ -19,9 +19,14 @@ class PushArguments:
     commit_message: str | None = field(default=None, metadata={"help": "Commit title (default: names the folder)."})
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser(PushArguments, prog="hf-custom-lm push", description=__doc__)
     parser.add_argument("out_dir", help="a folder written by `hf-custom-lm export`")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     try:
         args, paths = parser.parse_args_into_dataclasses(argv)
         from ..hub import push  # after parsing: --help and argument errors load no torch

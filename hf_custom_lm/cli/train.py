@@ -13,13 +13,18 @@ import shlex
 import sys
 
 from ..training.arguments import DataArguments, LMTrainingArguments, ModelArguments
-from .common import USER_ERRORS, configure_logging, fail, parse_with_config
+from .common import USER_ERRORS, build_arguments_parser, configure_logging, fail, parse_with_config
 
 ARGUMENT_TYPES = (ModelArguments, DataArguments, LMTrainingArguments)
+PROG, DESCRIPTION = "hf-custom-lm train", __doc__.split("\n\n")[0]
+
+
+def build_parser():
+    return build_arguments_parser(ARGUMENT_TYPES, PROG, DESCRIPTION)
 
 
 def parse_train_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, LMTrainingArguments]:
-    return parse_with_config(argv, ARGUMENT_TYPES, prog="hf-custom-lm train", description=__doc__.split("\n\n")[0])
+    return parse_with_config(argv, ARGUMENT_TYPES, prog=PROG, description=DESCRIPTION)
 
 
 def main(argv: list[str]) -> int:

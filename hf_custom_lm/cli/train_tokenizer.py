@@ -40,8 +40,12 @@ class TrainTokenizerArguments:
     )
 
 
+def build_parser() -> HfArgumentParser:
+    return HfArgumentParser(TrainTokenizerArguments, prog=PROG, description=__doc__.split("\n\n")[0])
+
+
 def main(argv: list[str]) -> int:
-    parser = HfArgumentParser(TrainTokenizerArguments, prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = build_parser()
     try:
         (args,) = parser.parse_args_into_dataclasses(args=argv)
         if (args.files is None) == (args.dataset_name is None):
