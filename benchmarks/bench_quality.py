@@ -72,12 +72,26 @@ def prepare_corpus(work: Path) -> dict[str, Path]:
     return files
 
 
+def tokenizer_of_size(files: dict, vocab_size: int) -> Path:
+    """A tokenizer of `vocab_size` tokens trained on the training plays (made once, kept beside the corpus)."""
+    folder = files["tokenizer"].with_name(f"tokenizer-{vocab_size}")
+    if not folder.is_dir():
+        from hf_custom_lm.training.tokenization import train_tokenizer
+
+        texts = [json.loads(line)["text"] for line in files["train"].read_text().splitlines()]
+        train_tokenizer(dataset=texts, vocab_size=vocab_size, output_dir=folder)
+    return folder
+
+
 def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str | None, **extra) -> dict:
-    """`hf-custom-lm train --max_train_time` on the CPU clock; `extra`: config_overrides or training flags."""
+    """`hf-custom-lm train --max_train_time` on the CPU clock; `extra`: config_overrides, training flags, or
+    `vocab_size` (a tokenizer of that many tokens trained on the training plays, in place of the 8192 one)."""
     from hf_custom_lm.training import DataArguments, LMTrainingArguments, ModelArguments, train_language_model
 
+    vocab_size = extra.pop("vocab_size", None)
+    tokenizer = tokenizer_of_size(files, vocab_size) if vocab_size else files["tokenizer"]
     model_args = ModelArguments(
-        tokenizer_name=str(files["tokenizer"]), config_overrides=extra.pop("config_overrides", None),
+        tokenizer_name=str(tokenizer), config_overrides=extra.pop("config_overrides", None),
         **({"config_name": config_name} if config_name else {}),
     )
     data_args = DataArguments(train_file=str(files["train"]), validation_file=str(files["validation"]),
