@@ -14,7 +14,7 @@ STAMP      := $(VENV)/.installed
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: install demo test test-fast bench bench-quality clean test-interop
+.PHONY: install demo test test-fast bench bench-quality clean test-interop cli-help
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Rewrite the saved help of every subcommand (hf_custom_lm/cli/help/) after changing a flag.
+cli-help: $(STAMP)
+	$(PY) -m hf_custom_lm.cli.help_cache
 
 # Benchmarks run under the OpenMP default wait policy, what a plain `python` gets, unless a policy is
 # given (`OMP_WAIT_POLICY=PASSIVE make bench`): PASSIVE adds a thread wake-up to every small op, which

@@ -8,7 +8,7 @@ from hf_custom_lm.cli import SUBCOMMANDS, help_cache
 from hf_custom_lm.cli.common import parse_with_config
 from hf_custom_lm.cli.train import ARGUMENT_TYPES
 
-REWRITE = "saved help is stale: rewrite it with `.venv/bin/python -m hf_custom_lm.cli.help_cache`"
+REWRITE = "saved help is stale: rewrite it with `make cli-help`"
 
 
 @pytest.mark.parametrize("command", list(SUBCOMMANDS))

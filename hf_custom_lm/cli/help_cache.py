@@ -6,9 +6,7 @@ The training subcommands' parsers are built from `TrainingArguments` subclasses,
 saved in `cli/help/<command>.json` with the versions they were made with. `--help`, and a `--flag` that no
 parser would accept, are answered from that file when the installed hf_custom_lm, transformers and Python
 versions are the ones in it; otherwise, and for every other argument error, the live parser answers. `tests/test_cli_help_cache.py`
-keeps the files equal to the live parsers; after changing a flag, rewrite them with
-
-    .venv/bin/python -m hf_custom_lm.cli.help_cache
+keeps the files equal to the live parsers; after changing a flag, rewrite them with `make cli-help`.
 """
 
 import difflib
