@@ -9,9 +9,11 @@ are often nearly tied, so its greedy tokens would flip on rounding alone), saved
 exported with the command line, as a user would.
 """
 
+import copy
 import gzip
 import json
 
+import gguf
 import numpy as np
 import pytest
 import torch
@@ -51,14 +53,14 @@ F32_LOGIT_ATOL = 1e-4
 ROUNDED_LOGIT_ATOL = {"f16": 0.01, "q8_0": 0.2}
 
 
-def train_tiny_model(tokenizer, steps: int = 60) -> tuple[CustomLMForCausalLM, float]:
-    """A 3-layer, 128-wide Llama-compatible model (GQA 4:2) after `steps` AdamW steps on the bundled corpus,
-    and its last training loss."""
+def train_tiny_model(tokenizer, steps: int = 60, **config_kwargs) -> tuple[CustomLMForCausalLM, float]:
+    """A 3-layer, 128-wide Llama-compatible model (GQA 4:2; `config_kwargs` change it) after `steps` AdamW steps
+    on the bundled corpus, and its last training loss."""
     torch.manual_seed(0)
-    config = CustomLMConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=352, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-    )
+    config = CustomLMConfig(**{
+        "vocab_size": len(tokenizer), "hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512, **config_kwargs,
+    })
     model = CustomLMForCausalLM(config)
     with gzip.open(bundled_corpus_files()["train"], "rt") as lines:
         texts = [json.loads(line)["text"] for _, line in zip(range(40), lines)]
@@ -172,3 +174,41 @@ def test_rounded_weights_load_and_stay_close(exported, tokenizer, gguf_type):
     print(f"{gguf_type}: largest |logit difference| at the first step: {difference:.2e}")
     assert difference <= ROUNDED_LOGIT_ATOL[gguf_type]
     assert their_logits[0].argmax() == our_logits[0].argmax()
+
+
+ADDED_SPECIAL_TOKENS = ["<|user|>", "<|assistant|>"]
+
+
+@pytest.fixture(scope="module")
+def exported_variant(tmp_path_factory, tokenizer):
+    """The other Llama-compatible settings: untied input and output embeddings, biases in attention and MLP,
+    and a tokenizer with two added special tokens; exported as f32 GGUF by the command line."""
+    root = tmp_path_factory.mktemp("interop-variant")
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": ADDED_SPECIAL_TOKENS})
+    model, loss = train_tiny_model(tokenizer, tie_word_embeddings=False, attention_bias=True, mlp_bias=True)
+    assert loss < 6.5, f"the model did not train (loss {loss:.2f}): its greedy tokens would be fragile"
+    save_model_folder(model, tokenizer, root / "model")
+    path = root / "variant-f32.gguf"
+    assert cli_main(["export", str(root / "model"), str(path), "--format", "gguf", "--gguf_type", "f32"]) == 0
+    return model, tokenizer, path
+
+
+def test_untied_biased_model_with_added_special_tokens_matches_transformers(exported_variant):
+    model, tokenizer, path = exported_variant
+    llm = load_llama_cpp(path)
+    assert llm.n_vocab() == len(tokenizer) == model.config.vocab_size
+    names = {tensor.name for tensor in gguf.GGUFReader(path).tensors}
+    assert {"output.weight", "blk.0.attn_q.bias", "blk.0.ffn_down.bias"} <= names  # untied head, biases
+    # added special tokens are CONTROL tokens: text that spells them stays plain text, as with ours
+    for text in [f"{ADDED_SPECIAL_TOKENS[0]} hello {ADDED_SPECIAL_TOKENS[1]}", *TOKENIZER_STRINGS[:3]]:
+        assert llm.tokenize(text.encode("utf-8"), add_bos=True, special=False) == tokenizer(text).input_ids, text
+    worst = 0.0
+    for prompt in PROMPTS:
+        prompt_ids = tokenizer(prompt).input_ids
+        ours, our_logits = transformers_greedy(model, prompt_ids, NEW_TOKENS)
+        theirs, their_logits = llama_cpp_greedy(llm, prompt_ids, NEW_TOKENS, tokenizer.eos_token_id)
+        assert theirs == ours, f"prompt {prompt!r}: llama.cpp {theirs} vs transformers {ours}"
+        worst = max(worst, float(np.abs(their_logits - our_logits).max()))
+    print(f"untied, biased, 2 added special tokens: same greedy tokens; largest |logit difference|: {worst:.2e}")
+    assert worst <= F32_LOGIT_ATOL
