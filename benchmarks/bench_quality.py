@@ -208,7 +208,7 @@ def main(argv=None) -> None:
         return one(args)
     prepare_corpus(WORK)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    if args.rows and Path(args.rows).is_file():
+    if args.rows and not args.rows.lstrip().startswith("[") and Path(args.rows).is_file():
         args.rows = Path(args.rows).read_text()
     rows = json.loads(args.rows) if args.rows else [[recipe, json.loads(args.extra or "{}")] for recipe in args.recipes]
     jobs = [(recipe, extra, b, s) for b in args.budgets for s in args.seeds for recipe, extra in rows]

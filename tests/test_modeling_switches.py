@@ -19,6 +19,7 @@ SWITCHES = {
     "mqa": dict(num_key_value_heads=1),
     "untied-bias-dropout": dict(tie_word_embeddings=False, attention_bias=True, mlp_bias=True,
                                 attention_dropout=0.1, hidden_dropout=0.1),
+    "zero-init-residual": dict(zero_init_residual=True),
 }
 
 
@@ -90,3 +91,15 @@ def test_residual_projections_get_scaled_init():
     assert abs(layer.self_attn.o_proj.weight.std().item() - expected) < 0.1 * expected
     assert abs(layer.mlp.down_proj.weight.std().item() - expected) < 0.1 * expected
     assert abs(layer.self_attn.q_proj.weight.std().item() - config.initializer_range) < 0.1 * config.initializer_range
+
+
+def test_zero_init_residual_starts_every_layer_as_the_identity():
+    torch.manual_seed(0)
+    model = CustomLMForCausalLM(tiny_config(zero_init_residual=True)).eval()
+    for layer in model.model.layers:
+        assert layer.self_attn.o_proj.weight.count_nonzero() == 0 and layer.mlp.down_proj.weight.count_nonzero() == 0
+        assert layer.self_attn.q_proj.weight.std() > 0 and layer.mlp.up_proj.weight.std() > 0
+    ids = torch.randint(2, 512, (2, 8))
+    with torch.no_grad():  # the logits are the embeddings through the final norm and the tied head alone
+        expected = model.model.norm(model.model.embed_tokens(ids)) @ model.model.embed_tokens.weight.T
+        torch.testing.assert_close(model(ids).logits, expected)

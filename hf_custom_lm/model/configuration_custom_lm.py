@@ -63,6 +63,10 @@ class CustomLMConfig(PreTrainedConfig):
             Dropout on the embeddings and on each residual branch before it is added back.
         layer_norm_eps (`float`, defaults to 1e-5):
             Epsilon of LayerNorm (`rms_norm_eps` is RMSNorm's).
+        zero_init_residual (`bool`, defaults to `False`):
+            Initialise `o_proj` and `down_proj`, the last projection of each residual branch, to zero, so each
+            layer starts as the identity (as torchvision's ResNets do with this name); otherwise they are
+            normal with `initializer_range / sqrt(2 * num_hidden_layers)` (GPT-2). Only the start differs.
         fused_loss (`bool`, defaults to `True`):
             In training mode with `labels`, compute the loss fused with the output projection, which never
             builds the (B, T, V) logits, so `logits` is None. Set to `False` for code that reads training-mode
@@ -111,6 +115,7 @@ class CustomLMConfig(PreTrainedConfig):
     position_embedding_type: str = "rope"
     norm_type: str = "rmsnorm"
     mlp_type: str = "gated"
+    zero_init_residual: bool = False
     fused_loss: bool = True
 
     def __post_init__(self, **kwargs):

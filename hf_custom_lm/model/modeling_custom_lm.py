@@ -289,11 +289,12 @@ class CustomLMPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module):
         """Normal(0, initializer_range) (the base class), then `o_proj` and `down_proj` by 1/sqrt(2 * layers), per
-        GPT-2: each of the 2L residual branches adds variance, so the stream's scale stays independent of depth."""
+        GPT-2: each of the 2L residual branches adds variance, so the stream's scale stays independent of depth;
+        with `zero_init_residual`, zero."""
         super()._init_weights(module)
         if getattr(module, "is_residual_projection", False):
             std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
-            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.weight) if self.config.zero_init_residual else init.normal_(module.weight, 0.0, std)
 
 
 class CustomLMModel(CustomLMPreTrainedModel):
