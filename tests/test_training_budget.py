@@ -8,6 +8,8 @@ import pytest
 from hf_custom_lm.cli.train import interrupted_message
 from hf_custom_lm.training import LMTrainingArguments, build_callbacks, train_language_model
 from hf_custom_lm.training import language_model
+from hf_custom_lm.training.language_model import build_config
+from hf_custom_lm.training.tokenization import train_tokenizer
 from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock, budget_lr_lambda, parse_duration
 from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, TOKENS_PER_PARAMETER, size_for_budget
 
@@ -108,7 +110,14 @@ def test_own_text_gets_its_own_tokenizer(tmp_path, monkeypatch):
     train_language_model(model_arguments(None, tokenizer_name=None), data_args, args)
     saved = json.loads((Path(args.output_dir) / "tokenizer" / "tokenizer.json").read_text())
     assert len(saved["model"]["vocab"]) == 300
-    assert json.loads((Path(args.output_dir) / "config.json").read_text())["vocab_size"] >= 300
+    assert json.loads((Path(args.output_dir) / "config.json").read_text())["vocab_size"] == 300
+
+
+def test_a_preset_takes_its_vocabulary_from_the_tokenizer(tokenizer):
+    assert build_config("small", None, tokenizer).vocab_size == len(tokenizer)
+    small = train_tokenizer(dataset=[corpus_text()[:40_000]], vocab_size=300)
+    assert build_config("small", None, small).vocab_size == len(small)  # no rows that no token reaches
+    assert build_config("small", f"vocab_size={len(small) + 4}", small).vocab_size == len(small) + 4
 
 
 def test_small_text_keeps_the_bundled_tokenizer_and_says_why(tmp_path, caplog):

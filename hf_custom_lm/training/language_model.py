@@ -129,7 +129,8 @@ def parse_config_overrides(overrides: str | None) -> dict:
 
 def build_config(config_name: str, config_overrides: str | None, tokenizer, shape: dict | None = None) -> CustomLMConfig:
     """A config from a preset name, `auto` with the `shape` chosen by `sizing.size_for_budget`, or a config
-    file/folder; then the overrides and the tokenizer's special ids."""
+    file/folder; then the overrides and the tokenizer's special ids. Presets and `auto` take `vocab_size` from
+    the tokenizer; a config file keeps its own (which the tokenizer must fit)."""
     overrides = parse_config_overrides(config_overrides)
     if config_name == "auto":
         if shape is None:
@@ -138,8 +139,8 @@ def build_config(config_name: str, config_overrides: str | None, tokenizer, shap
                 f"choose a preset ({', '.join(PRESETS)})."
             )
         config = CustomLMConfig(**{"vocab_size": len(tokenizer), **shape, **overrides})
-    elif config_name in PRESETS:
-        config = CustomLMConfig.from_preset(config_name, **overrides)
+    elif config_name in PRESETS:  # a preset is a shape: its vocabulary is the tokenizer's (an unused row costs time)
+        config = CustomLMConfig.from_preset(config_name, **{"vocab_size": len(tokenizer), **overrides})
     elif Path(config_name).exists():
         config = CustomLMConfig.from_pretrained(config_name, **overrides)
     else:
