@@ -31,6 +31,14 @@ def test_saved_help_is_not_used_for_other_versions(monkeypatch):
     assert help_cache.answer("train", ["--help"]) is None  # the live parser answers
 
 
+def test_a_package_pip_never_installed_gets_the_live_parser(monkeypatch):
+    def not_installed(name):
+        raise help_cache.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(help_cache.metadata, "version", not_installed)
+    assert help_cache.load("train") is None
+
+
 def test_flags_the_parser_accepts_are_left_to_it():
     flags = help_cache.load("train")["flags"]
     # argparse accepts an unambiguous prefix; values and everything after `--` are not flags

@@ -34,8 +34,12 @@ def load(command: str) -> dict | None:
     path = HELP_DIR / f"{command}.json"
     if command not in SUBCOMMANDS or not path.is_file():
         return None
+    try:
+        installed = versions()
+    except metadata.PackageNotFoundError:  # run from a source tree that pip never installed
+        return None
     saved = json.loads(path.read_text())
-    return saved if saved["versions"] == versions() else None
+    return saved if saved["versions"] == installed else None
 
 
 def unknown_flags(argv: list[str], flags: list[str]) -> list[str]:
