@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .help_cache import answer
 
-    status = answer(name, rest)  # --help and unknown flags of the training subcommands, without torch
+    status = answer(name, rest)  # --help and unknown flags, from the saved help: no transformers, no torch
     if status is not None:
         return status
     if "torch" not in sys.modules:  # OpenMP reads its settings once, when torch loads

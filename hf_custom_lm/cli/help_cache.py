@@ -5,8 +5,9 @@ The training subcommands' parsers are built from `TrainingArguments` subclasses,
 `HfArgumentParser` (about a second). So the help text and the flag names of every subcommand's parser are
 saved in `cli/help/<command>.json` with the versions they were made with. `--help`, and a `--flag` that no
 parser would accept, are answered from that file when the installed hf_custom_lm, transformers and Python
-versions are the ones in it; otherwise, and for every other argument error, the live parser answers. `tests/test_cli_help_cache.py`
-keeps the files equal to the live parsers; after changing a flag, rewrite them with `make cli-help`.
+versions are the ones in it; otherwise, and for every other argument error, the live parser answers.
+`tests/test_cli_help_cache.py` keeps the files equal to the live parsers; after changing a flag, rewrite
+them with `make cli-help`.
 """
 
 import difflib
@@ -93,7 +94,10 @@ def live(command: str) -> dict:
         parser = importlib.import_module(f"hf_custom_lm.cli.{SUBCOMMANDS[command][0]}").build_parser()
         text = parser.format_help()
     finally:
-        os.environ.pop("COLUMNS") if columns is None else os.environ.__setitem__("COLUMNS", columns)
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return {"versions": versions(), "help": text, "flags": parser_flags(parser)}
 
 
