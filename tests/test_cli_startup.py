@@ -1,6 +1,7 @@
 """Start-up of the `hf-custom-lm` command, each case in a fresh interpreter: help, version and argument errors
-load neither torch nor datasets (every subcommand's help included, `cli/help_cache.py`); each job's OpenMP wait policy is in the environment before torch loads, and a
-policy the user set is kept; `import hf_custom_lm` alone still registers the Auto classes."""
+load neither torch nor datasets (every subcommand's help included, `cli/help_cache.py`); each job's OpenMP
+wait policy is in the environment before torch loads, and a policy the user set is kept; `import
+hf_custom_lm` alone still registers the Auto classes."""
 
 import json
 import os
