@@ -63,3 +63,8 @@ def test_a_finetuning_subcommand_names_an_unknown_flag_from_the_live_parser(caps
 
     assert finetune_classifier.main(["--model_name_or_path", "m", "--train_file", "t.csv", "--lerning_rate", "1e-4"]) == 2
     assert "unknown flag --lerning_rate (did you mean --learning_rate" in capsys.readouterr().err
+
+
+def test_a_stray_value_is_not_called_a_flag():
+    with pytest.raises(ValueError, match=r"unexpected arguments \['stray'\]: every value follows its flag"):
+        parse_with_config(["stray", "--output_dir", "x"], ARGUMENT_TYPES, prog="hf-custom-lm train")

@@ -66,9 +66,11 @@ def parse_with_config(argv: list[str], dataclass_types, prog: str, description: 
     if known.config:
         parser.set_defaults(**load_yaml_config(known.config, dataclass_types))
     _, remaining = parser.parse_known_args(argv)  # unknown flags are named before any dataclass checks its values
-    if remaining:
-        unknown = [arg.partition("=")[0] for arg in remaining if arg.startswith("--")] or remaining
+    unknown = [arg.partition("=")[0] for arg in remaining if arg.startswith("--")]
+    if unknown:
         raise ValueError(unknown_flags_message(unknown, parser_flags(parser), prog.removeprefix("hf-custom-lm ")))
+    if remaining:
+        raise ValueError(f"unexpected arguments {remaining}: every value follows its flag (`--name value`).")
     *parsed, _namespace = parser.parse_args_into_dataclasses(args=argv)
     return tuple(parsed)
 
