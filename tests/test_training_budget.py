@@ -11,6 +11,7 @@ from hf_custom_lm.training import language_model
 from hf_custom_lm.training.language_model import build_config
 from hf_custom_lm.training.tokenization import train_tokenizer
 from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock, budget_lr_lambda, parse_duration
+from hf_custom_lm.training.arguments import DEFAULT_LEARNING_RATE
 from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, TOKENS_PER_PARAMETER, size_for_budget
 
 from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
@@ -98,6 +99,22 @@ def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir
     assert config["hidden_size"] == saved["hidden_size"] and saved["reason"]
     assert any("Model size for the budget" in record.getMessage() for record in caplog.records)
     assert (Path(args.output_dir) / "checkpoint-2").is_dir()  # the run's end is saved, evaluation or not
+
+
+def test_auto_size_brings_its_learning_rate_unless_one_is_given(tmp_path, tokenizer_dir):
+    # A one-second budget fits no shape but the smallest, whose measured rate is not the default.
+    assert SHAPES[0][4] != DEFAULT_LEARNING_RATE
+    common = dict(max_steps=1, max_train_time="1s", eval_strategy="no", load_best_model_at_end=False, warmup_steps=0)
+    unset = training_arguments(tmp_path / "unset", learning_rate=None, **common)
+    assert unset.learning_rate == DEFAULT_LEARNING_RATE  # until the model is sized
+    train_language_model(model_arguments(tokenizer_dir, config_name=None), data_arguments(tmp_path), unset)
+    saved = json.loads((Path(unset.output_dir) / SIZING_FILE).read_text())
+    assert saved["hidden_size"] == SHAPES[0][0] and unset.learning_rate == saved["learning_rate"] == SHAPES[0][4]
+    assert logged(Path(unset.output_dir), "learning_rate")[0] == pytest.approx(SHAPES[0][4], rel=0.05)
+
+    given = training_arguments(tmp_path / "given", learning_rate=5e-4, **common)
+    train_language_model(model_arguments(tokenizer_dir, config_name=None), data_arguments(tmp_path), given)
+    assert given.learning_rate == 5e-4
 
 
 def test_own_text_gets_its_own_tokenizer(tmp_path, monkeypatch):

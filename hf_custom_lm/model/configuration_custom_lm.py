@@ -19,7 +19,7 @@ logger = logging.get_logger(__name__)
 POSITION_EMBEDDING_TYPES = ("rope", "sinusoidal", "learned")
 NORM_TYPES = ("rmsnorm", "layernorm")
 MLP_TYPES = ("gated", "plain")
-HIDDEN_ACTS = ("silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+HIDDEN_ACTS = ("silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "relu2")
 
 # Keys a saved config or `from_pretrained(**kwargs)` may carry beyond the dataclass fields, all read by
 # `PreTrainedConfig.__post_init__` or the Auto machinery. Anything else is reported as unknown.

@@ -108,6 +108,10 @@ class DataArguments:
         check_validation_split_percentage(self.validation_split_percentage)
 
 
+# The peak learning rate of training from scratch when none is given and the model is not sized for a budget.
+DEFAULT_LEARNING_RATE = 1e-3
+
+
 def _default(name: str, value, **kwargs):
     """Re-declare a `TrainingArguments` field with another default, keeping its help text."""
     metadata = TrainingArguments.__dataclass_fields__[name].metadata
@@ -121,7 +125,11 @@ class LMTrainingArguments(TrainingArguments):
     """`TrainingArguments` with from-scratch language-model defaults, early stopping and `--resume`."""
 
     output_dir: str | None = _default("output_dir", "outputs/custom-lm")
-    learning_rate: float = _default("learning_rate", 1e-3)
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": f"The peak learning rate. Unset: {DEFAULT_LEARNING_RATE:g}, or with `--config_name auto` the "
+                  "rate measured best for the chosen shape (sizing.json)."},
+    )
     lr_scheduler_type: str = _default("lr_scheduler_type", "cosine")
     warmup_steps: float = _default("warmup_steps", 0.05)
     weight_decay: float = _default("weight_decay", 0.1)
@@ -183,6 +191,10 @@ class LMTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        # Unset, `--config_name auto` may replace the default with its shape's rate (`sizing.size_model`).
+        self.learning_rate_from_sizing = self.learning_rate is None
+        if self.learning_rate is None:
+            self.learning_rate = DEFAULT_LEARNING_RATE
         if self.bf16 is None:
             self.bf16 = fast_bf16_available()
         if not torch.accelerator.is_available():

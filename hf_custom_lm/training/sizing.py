@@ -3,8 +3,9 @@
 A short budget is best spent on a small model that sees many tokens, a long one on a larger model: each
 candidate shape of `SHAPES` (smallest first) is timed for a few training steps on random tokens of the
 run's batch shape, the tokens it would see in the budget are estimated from that, and the largest shape
-that still sees `TOKENS_PER_PARAMETER` tokens per parameter is chosen. The choice and the reason are
-logged in one line and saved in the run folder (`sizing.json`).
+that still sees `TOKENS_PER_PARAMETER` tokens per parameter is chosen, with the learning rate measured best
+for it (used unless `--learning_rate` is given). The choice and the reason are logged in one line and saved
+in the run folder (`sizing.json`).
 """
 
 import json
@@ -19,14 +20,18 @@ from ..model import CustomLMConfig, CustomLMForCausalLM
 
 logger = logging.getLogger(__name__)
 
-# Candidate shapes, smallest first: (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size).
+# Candidate shapes, smallest first: (hidden_size, num_hidden_layers, num_attention_heads, intermediate_size,
+# learning_rate). The learning rate is the best one measured at that shape and equal CPU budgets on two
+# held-out texts (benchmarks/bench_quality.py, benchmarks/RESULTS.md): narrow models take a larger one (64
+# wide: 3e-3 against 1e-3 gained 0.04 to 0.05 bits per byte), the 256-wide one loses with 3e-3. The wider
+# shapes, not measured, keep the default 1e-3.
 SHAPES = (
-    (64, 2, 4, 176),
-    (128, 2, 4, 344),
-    (192, 3, 4, 512),
-    (256, 4, 4, 688),
-    (384, 6, 6, 1024),
-    (512, 8, 8, 1376),
+    (64, 2, 4, 176, 3e-3),
+    (128, 2, 4, 344, 1e-3),
+    (192, 3, 4, 512, 1e-3),
+    (256, 4, 4, 688, 1e-3),
+    (384, 6, 6, 1024, 1e-3),
+    (512, 8, 8, 1376, 1e-3),
 )
 # Tokens per parameter (embeddings included) a shape must see within the budget to be chosen: at equal CPU
 # budgets the smaller, longer-trained shapes gave the lower validation bits per byte (`benchmarks/bench_quality.py`
@@ -44,6 +49,7 @@ class SizingChoice:
     num_hidden_layers: int
     num_attention_heads: int
     intermediate_size: int
+    learning_rate: float
     parameters: int
     seconds_per_step: float
     expected_steps: int
@@ -81,7 +87,7 @@ def size_for_budget(
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
     tokens_per_step = batch_size * block_size
     chosen = None
-    for hidden, layers, heads, intermediate in SHAPES:
+    for hidden, layers, heads, intermediate, learning_rate in SHAPES:
         config = CustomLMConfig(**{"max_position_embeddings": max(block_size, 256), **config_kwargs},
                                 vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                                 num_attention_heads=heads, intermediate_size=intermediate)
@@ -98,7 +104,8 @@ def size_for_budget(
                 + ("the largest shape that sees" if fits else "no shape sees")
                 + f" {TOKENS_PER_PARAMETER} tokens per parameter"
             )
-            chosen = SizingChoice(hidden, layers, heads, intermediate, parameters, per_step, steps, tokens, reason)
+            chosen = SizingChoice(hidden, layers, heads, intermediate, learning_rate, parameters, per_step, steps,
+                                  tokens, reason)
         if not fits:
             break
     return chosen
@@ -112,18 +119,27 @@ def save_sizing(choice: SizingChoice, output_dir: str | Path) -> Path:
 
 def size_model(training_args, data_args, tokenizer, resuming: bool) -> dict:
     """The shape for the budget: the one saved in the run folder (a resumed run, or the other processes of a
-    multi-process run after the main one), else a new choice, logged and saved."""
+    multi-process run after the main one), else a new choice, logged and saved. Without `--learning_rate` the
+    run takes the shape's learning rate (`training_args.learning_rate` is set here, before the optimizer)."""
     saved = Path(training_args.output_dir) / SIZING_FILE
-    if saved.is_file() and (resuming or not training_args.should_save):
-        return {key: value for key, value in json.loads(saved.read_text()).items() if key in SHAPE_KEYS}
-    choice = size_for_budget(
-        training_args.max_train_seconds, training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
-        training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
-        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    logger.info(f"Model size for the budget: hidden_size={choice.hidden_size}, layers={choice.num_hidden_layers}: "
-                f"{choice.reason}.")
-    if training_args.should_save:
-        save_sizing(choice, training_args.output_dir)
-    return choice.config_kwargs() | {"max_position_embeddings": max(data_args.block_size, 256)}
+    fresh = not (saved.is_file() and (resuming or not training_args.should_save))
+    if not fresh:
+        choice = json.loads(saved.read_text())
+    else:
+        sized = size_for_budget(
+            training_args.max_train_seconds, training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
+            training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
+            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        if training_args.should_save:
+            save_sizing(sized, training_args.output_dir)
+        choice = asdict(sized)
+    if training_args.learning_rate_from_sizing and "learning_rate" in choice:  # files of older runs lack it
+        training_args.learning_rate = choice["learning_rate"]
+    if fresh:
+        logger.info(f"Model size for the budget: hidden_size={choice['hidden_size']}, layers="
+                    f"{choice['num_hidden_layers']}, learning_rate={training_args.learning_rate:g}: {choice['reason']}.")
+    shape = {key: value for key, value in choice.items() if key in SHAPE_KEYS}
+    return shape | {"max_position_embeddings": max(data_args.block_size, 256)}
