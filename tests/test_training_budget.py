@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 
 from hf_custom_lm.cli.train import interrupted_message
 from hf_custom_lm.training import LMTrainingArguments, build_callbacks, train_language_model
@@ -12,7 +13,7 @@ from hf_custom_lm.training.language_model import build_config
 from hf_custom_lm.training.tokenization import train_tokenizer
 from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock, budget_lr_lambda, parse_duration
 from hf_custom_lm.training.arguments import DEFAULT_LEARNING_RATE
-from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, TOKENS_PER_PARAMETER, size_for_budget
+from hf_custom_lm.training.sizing import SHAPES, SIZING_FILE, TOKENS_PER_PARAMETER, size_for_budget, size_model
 
 from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
     corpus_text,
@@ -112,9 +113,13 @@ def test_auto_size_brings_its_learning_rate_unless_one_is_given(tmp_path, tokeni
     assert saved["hidden_size"] == SHAPES[0][0] and unset.learning_rate == saved["learning_rate"] == SHAPES[0][4]
     assert logged(Path(unset.output_dir), "learning_rate")[0] == pytest.approx(SHAPES[0][4], rel=0.05)
 
-    given = training_arguments(tmp_path / "given", learning_rate=5e-4, **common)
-    train_language_model(model_arguments(tokenizer_dir, config_name=None), data_arguments(tmp_path), given)
-    assert given.learning_rate == 5e-4
+    # A rate given as a flag, or set in code after the arguments were made, is kept.
+    for given in (training_arguments(tmp_path / "flag", learning_rate=5e-4, **common),
+                  training_arguments(tmp_path / "code", learning_rate=None, **common)):
+        given.learning_rate = 5e-4
+        Path(given.output_dir).mkdir(parents=True)
+        size_model(given, data_arguments(tmp_path), AutoTokenizer.from_pretrained(tokenizer_dir), resuming=False)
+        assert given.learning_rate == 5e-4
 
 
 def test_own_text_gets_its_own_tokenizer(tmp_path, monkeypatch):

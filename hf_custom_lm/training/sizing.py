@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..model import CustomLMConfig, CustomLMForCausalLM
+from .arguments import DEFAULT_LEARNING_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,10 @@ def size_model(training_args, data_args, tokenizer, resuming: bool) -> dict:
         if training_args.should_save:
             save_sizing(sized, training_args.output_dir)
         choice = asdict(sized)
-    if training_args.learning_rate_from_sizing and "learning_rate" in choice:  # files of older runs lack it
+    # Unset on the command line and not changed since (files of older runs have no rate)
+    unset = getattr(training_args, "learning_rate_from_sizing", False)
+    unset = unset and training_args.learning_rate == DEFAULT_LEARNING_RATE
+    if unset and "learning_rate" in choice:
         training_args.learning_rate = choice["learning_rate"]
     if fresh:
         logger.info(f"Model size for the budget: hidden_size={choice['hidden_size']}, layers="
