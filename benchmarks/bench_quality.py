@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -123,7 +124,7 @@ def tokenizer_of_size(files: dict, vocab_size: int) -> Path:
 def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str | None, block_size: int,
              **extra) -> dict:
     """`hf-custom-lm train --max_train_time` on the CPU clock; `extra`: config_overrides, training flags, or
-    `vocab_size` (a tokenizer of that many tokens trained on the training plays, in place of the 8192 one)."""
+    `vocab_size` (a tokenizer of that many tokens trained on the training documents, in place of the 8192 one)."""
     from hf_custom_lm.training import DataArguments, LMTrainingArguments, ModelArguments, train_language_model
 
     vocab_size = extra.pop("vocab_size", None)
@@ -204,8 +205,6 @@ def one(args) -> None:
     block_size = extra.pop("block_size", BLOCK_SIZE)  # training and scoring blocks, for either recipe
     out = work / "runs" / f"{name}-{args.budget:g}-{args.seed}".replace("/", "_").replace(",", "_")
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     if args.recipe == "stock":
         train_metrics = run_stock(files, out, args.budget, args.seed, block_size,
@@ -237,10 +236,12 @@ def reap(running: list, results: list) -> list:
 
 
 def finished(job: tuple, results: list) -> bool:
-    """Whether a contender's process has ended; its result line (the last JSON line of its log) joins `results`."""
-    process, log = job
+    """Whether a contender's process has ended; its result line (the last JSON line of its log) joins `results`
+    and its datasets cache is deleted."""
+    process, log, cache = job
     if process.poll() is None:
         return False
+    shutil.rmtree(cache, ignore_errors=True)
     lines = [line for line in log.read_text().splitlines() if line.startswith('{"recipe"')]
     if process.returncode == 0 and lines:
         results.append(json.loads(lines[-1]))
@@ -287,10 +288,12 @@ def main(argv=None) -> None:
             running = reap(running, results)
         command = [sys.executable, "-m", "benchmarks.bench_quality", "--one", "--recipe", recipe,
                    "--budget", str(budget), "--seed", str(seed), "--extra", json.dumps(extra), "--corpus", args.corpus]
-        cache = {"HF_DATASETS_CACHE": str(work / "cache" / f"{logs.name}-{index}")}
+        cache = work / "cache" / f"{logs.name}-{index}"
         log = logs / f"{index}.log"
         with log.open("w") as output:
-            running.append((subprocess.Popen(command, cwd=ROOT, env={**env, **cache}, stdout=output, text=True), log))
+            process = subprocess.Popen(command, cwd=ROOT, env={**env, "HF_DATASETS_CACHE": str(cache)}, stdout=output,
+                                       text=True)
+        running.append((process, log, cache))
     while running:
         running = reap(running, results)
     (work / "results.json").write_text(json.dumps({"results": results, "wall_seconds": time.time() - started}, indent=2))
