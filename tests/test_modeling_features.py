@@ -96,3 +96,20 @@ def test_peft_lora_attaches_by_name_and_trains(seeded):
         optimizer.step()
         optimizer.zero_grad()
     assert lora(batch, labels=batch).loss.item() < before
+
+
+@pytest.mark.parametrize("position_embedding_type", ["rope", "learned"])
+def test_positions_that_restart_keep_attention_inside_each_packed_document(seeded, position_embedding_type):
+    # `--document_masking` blocks: positions restart where a document starts; transformers' mask builder
+    # then keeps each document to itself, so every document's logits are those it gets alone.
+    model = CustomLMForCausalLM(tiny_config(position_embedding_type=position_embedding_type)).train()
+    ids = torch.randint(2, 512, (2, 12))
+    starts = [[0, 5, 7], [0, 9]]  # documents of 5, 2 and 5 tokens; of 9 and 3
+    position_ids = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 0, 1, 2, 3, 4], [*range(9), 0, 1, 2]])
+    packed = model(ids, position_ids=position_ids).logits
+    for row, row_starts in enumerate(starts):
+        for start, end in zip(row_starts, [*row_starts[1:], 12]):
+            alone = model(ids[row : row + 1, start:end]).logits
+            torch.testing.assert_close(packed[row : row + 1, start:end], alone, atol=1e-5, rtol=1e-5)
+    # without restarts the second document would see the first
+    assert not torch.allclose(model(ids).logits[0, 5:7], packed[0, 5:7], atol=1e-3)

@@ -222,6 +222,7 @@ def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, se
         max_length=max_length,
         num_proc=data_args.preprocessing_num_workers,
         cache_dir=data_args.cache_dir,
+        document_masking=data_args.document_masking,
     )
     # As run_clm: the first `max_train_samples` blocks only, for quick runs.
     return evaluation_sample(packed["train"], data_args.max_train_samples), packed["validation"]
@@ -342,9 +343,10 @@ def record_block_size(run_dir: Path, block_size: int) -> None:
 
 def evaluate_language_model(
     model_dir: str | Path, file: str | Path, block_size: int | None = None, batch_size: int = 8,
-    text_column_name: str = "text",
+    text_column_name: str = "text", document_masking: bool = False,
 ) -> dict[str, float]:
-    """Loss, perplexity and bits per byte of a saved model on a text file (the whole file, packed in blocks)."""
+    """Loss, perplexity and bits per byte of a saved model on a text file (the whole file, packed in blocks;
+    with `document_masking`, each document scored on its own, as `--document_masking` trains)."""
     if not Path(model_dir).is_dir():
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist; pass a folder written by training.")
     model = load_model(model_dir)
@@ -355,7 +357,8 @@ def evaluate_language_model(
         block_size = min(max_length, 512)
     raw = load_text_dataset(train_file=file, validation_file=file, text_column_name=text_column_name)
     raw.pop("train")  # the file is only evaluated
-    blocks = tokenize_and_pack(raw, tokenizer, block_size, text_column_name, max_length=max_length)
+    blocks = tokenize_and_pack(raw, tokenizer, block_size, text_column_name, max_length=max_length,
+                               document_masking=document_masking)
     dataset = blocks["validation"]
     with tempfile.TemporaryDirectory() as scratch:
         args = LMTrainingArguments(

@@ -2,6 +2,7 @@
 
     lm = tokenize_and_pack(raw, tokenizer, block_size=512)  # DatasetDict of blocks: input_ids, labels, num_bytes
     bits_per_byte(eval_loss, bytes_per_token(lm["validation"]))
+    lm = tokenize_and_pack(raw, tokenizer, 512, document_masking=True)  # + position_ids, restarting per document
 
 The decisions (end-of-text after every document, blocks that may span documents, bytes spread over tokens
 for bits per byte, caching by fingerprint) are listed in `data.py`'s docstring.
@@ -42,6 +43,11 @@ TOKENIZED_FEATURES = Features({"input_ids": List(Value("int32")), "num_bytes": V
 PACKED_FEATURES = Features(
     {"input_ids": List(Value("int32")), "labels": List(Value("int32")), "num_bytes": Value("int64")}
 )
+# With `document_masking`: each token's position, counted from the start of its document or of its block,
+# whichever is later. transformers' mask builder (`create_causal_mask`) reads a position that does not follow
+# the one before as the start of a new sequence and keeps attention inside each one; rotary and learned
+# positions restart there too, as if the document began a block.
+MASKED_FEATURES = Features({**PACKED_FEATURES, "position_ids": List(Value("int32"))})
 
 
 
@@ -77,28 +83,40 @@ def _tokenize_batch(batch: dict, tokenizer, text_column_name: str, eos_token_id:
     }
 
 
+def _positions_in_documents(lengths: np.ndarray) -> np.ndarray:
+    """Per token, its index in its document. Shapes: (docs,) -> (sum(lengths),)."""
+    lengths = lengths.astype(np.int64)
+    return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
 def _token_byte_shares(lengths: np.ndarray, num_bytes: np.ndarray) -> np.ndarray:
     """Per token, its share of its document's bytes: for token k of n in a b-byte document,
     floor(b(k+1)/n) - floor(bk/n). Shapes: (docs,), (docs,) -> (sum(lengths),); each document's shares sum to b."""
     lengths = lengths.astype(np.int64)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    k = np.arange(int(lengths.sum()), dtype=np.int64) - starts
+    k = _positions_in_documents(lengths)
     n = np.repeat(lengths, lengths)
     b = np.repeat(num_bytes.astype(np.int64), lengths)
     return (b * (k + 1)) // n - (b * k) // n
 
 
-def _blocks_table(tokens: np.ndarray, shares: np.ndarray, block_size: int) -> pa.Table:
-    """(n * block_size,) tokens and byte shares -> n rows of input_ids, labels and num_bytes."""
+def _blocks_table(tokens: np.ndarray, shares: np.ndarray, block_size: int, in_document: np.ndarray | None = None
+                  ) -> pa.Table:
+    """(n * block_size,) tokens and byte shares -> n rows of input_ids, labels and num_bytes; with `in_document`
+    (each token's index in its document), also position_ids: min(index in document, index in block)."""
     n_blocks = len(tokens) // block_size
     offsets = pa.array(np.arange(n_blocks + 1, dtype=np.int64) * block_size, pa.int32())
     ids = pa.ListArray.from_arrays(offsets, pa.array(tokens.astype(np.int32)))
     num_bytes = shares.reshape(n_blocks, block_size).sum(axis=1) if n_blocks else np.zeros(0, np.int64)
-    return pa.table({"input_ids": ids, "labels": ids, "num_bytes": pa.array(num_bytes, pa.int64())})
+    columns = {"input_ids": ids, "labels": ids, "num_bytes": pa.array(num_bytes, pa.int64())}
+    if in_document is not None:
+        positions = np.minimum(in_document.reshape(n_blocks, block_size), np.arange(block_size)).reshape(-1)
+        columns["position_ids"] = pa.ListArray.from_arrays(offsets, pa.array(positions.astype(np.int32)))
+    return pa.table(columns)
 
 
 def _pack_batch(
-    batch: pa.Table, indices: list[int], *, source: Dataset, doc_offsets: np.ndarray, block_size: int, n_blocks: int
+    batch: pa.Table, indices: list[int], *, source: Dataset, doc_offsets: np.ndarray, block_size: int, n_blocks: int,
+    document_masking: bool = False,
 ) -> pa.Table:
     """The blocks that start inside this batch of documents, reading into later documents for the last one.
 
@@ -109,16 +127,19 @@ def _pack_batch(
     start, end = int(doc_offsets[first_doc]), int(doc_offsets[end_doc])
     first_block = -(-start // block_size)
     last_block = min(-(-end // block_size), n_blocks)
+    empty = np.zeros(0, np.int64)
     if first_block >= last_block:
-        return _blocks_table(np.zeros(0, np.int64), np.zeros(0, np.int64), block_size)
+        return _blocks_table(empty, empty, block_size, empty if document_masking else None)
     # documents [first_doc, stop_doc) cover tokens [start, last_block * block_size)
     stop_doc = int(np.searchsorted(doc_offsets, last_block * block_size, side="left"))
     docs = batch if stop_doc <= end_doc else pa.concat_tables([batch, source.with_format("arrow")[end_doc:stop_doc]])
     column = docs.column("input_ids")
     tokens = pc.list_flatten(column).to_numpy()
-    shares = _token_byte_shares(pc.list_value_length(column).to_numpy(), docs.column("num_bytes").to_numpy())
+    lengths = pc.list_value_length(column).to_numpy()
+    shares = _token_byte_shares(lengths, docs.column("num_bytes").to_numpy())
     lo, hi = first_block * block_size - start, last_block * block_size - start
-    return _blocks_table(tokens[lo:hi], shares[lo:hi], block_size)
+    in_document = _positions_in_documents(lengths)[lo:hi] if document_masking else None
+    return _blocks_table(tokens[lo:hi], shares[lo:hi], block_size, in_document)
 
 
 def _too_short(split: str, num_tokens: int, block_size: int) -> ValueError:
@@ -131,10 +152,11 @@ def _too_short(split: str, num_tokens: int, block_size: int) -> ValueError:
 
 
 def _stream_blocks(
-    raw: IterableDataset, tokenizer, text_column_name: str, eos_token_id: int, block_size: int, split: str
+    raw: IterableDataset, tokenizer, text_column_name: str, eos_token_id: int, block_size: int, split: str,
+    document_masking: bool = False,
 ) -> Iterator[dict]:
     """Packs a stream lazily; the same blocks as the map-style path for the same documents in the same order."""
-    tokens, shares = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    tokens, shares, in_document = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     num_tokens = yielded = 0
     for batch in raw.iter(batch_size=_BATCH_SIZE):
         if text_column_name not in batch:
@@ -147,11 +169,13 @@ def _stream_blocks(
         num_tokens += int(lengths.sum())
         tokens = np.concatenate([tokens, *map(np.asarray, docs["input_ids"])]).astype(np.int64)
         shares = np.concatenate([shares, _token_byte_shares(lengths, np.array(docs["num_bytes"], dtype=np.int64))])
+        in_document = np.concatenate([in_document, _positions_in_documents(lengths)])
         n = len(tokens) // block_size * block_size
         if n:
-            yield from _blocks_table(tokens[:n], shares[:n], block_size).to_pylist()
+            yield from _blocks_table(tokens[:n], shares[:n], block_size,
+                                     in_document[:n] if document_masking else None).to_pylist()
             yielded += n // block_size
-            tokens, shares = tokens[n:], shares[n:]
+            tokens, shares, in_document = tokens[n:], shares[n:], in_document[n:]
     if not yielded:
         raise _too_short(split, num_tokens, block_size)
 
@@ -182,6 +206,7 @@ def _tokenize_and_pack_split(
     num_proc: int | None,
     cache_dir: str | os.PathLike | None,
     load_from_cache_file: bool,
+    document_masking: bool,
 ) -> Dataset:
     check_text_column(raw, text_column_name, f"{split} split")
     if raw.num_rows == 0:
@@ -222,7 +247,7 @@ def _tokenize_and_pack_split(
         num_tokens - n_blocks * block_size,
     )  # fmt: skip
 
-    fingerprint = Hasher.hash(["pack", _CACHE_VERSION, tokenized._fingerprint, block_size])
+    fingerprint = Hasher.hash(["pack", _CACHE_VERSION, tokenized._fingerprint, block_size, document_masking])
     packed = tokenized.with_format("arrow").map(
         _pack_batch,
         batched=True,
@@ -230,8 +255,9 @@ def _tokenize_and_pack_split(
         with_indices=True,
         num_proc=num_proc,
         remove_columns=tokenized.column_names,
-        features=PACKED_FEATURES,
-        fn_kwargs={"source": tokenized, "doc_offsets": doc_offsets, "block_size": block_size, "n_blocks": n_blocks},
+        features=MASKED_FEATURES if document_masking else PACKED_FEATURES,
+        fn_kwargs={"source": tokenized, "doc_offsets": doc_offsets, "block_size": block_size, "n_blocks": n_blocks,
+                   "document_masking": document_masking},
         new_fingerprint=fingerprint,
         cache_file_name=_cache_file(cache_dir, "packed", fingerprint),
         load_from_cache_file=load_from_cache_file,
@@ -249,6 +275,7 @@ def tokenize_and_pack(
     num_proc: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     load_from_cache_file: bool = True,
+    document_masking: bool = False,
 ) -> DatasetDict | IterableDatasetDict:
     """Documents -> blocks of `block_size` tokens with `input_ids`, `labels` (equal to input_ids) and `num_bytes`.
 
@@ -262,6 +289,8 @@ def tokenize_and_pack(
         cache_dir: where to write the map-style caches; by default next to the source dataset's cache files
             (an in-memory source then is not cached).
         load_from_cache_file: reuse a cached result of the same data, tokenizer and block_size.
+        document_masking: add `position_ids` that restart at every document, so that a model whose masks come
+            from transformers' `create_causal_mask` does not attend across documents within a block.
 
     Map-style splits are checked and built here, so that an unusable split fails before training; for
     streaming splits, the first block of each is read here for the same reason, the rest lazily.
@@ -276,7 +305,7 @@ def tokenize_and_pack(
         for split, dataset in raw.items():
             packed[split] = IterableDataset.from_generator(
                 _stream_blocks,
-                features=PACKED_FEATURES,
+                features=MASKED_FEATURES if document_masking else PACKED_FEATURES,
                 gen_kwargs={
                     "raw": dataset,
                     "tokenizer": tokenizer,
@@ -284,6 +313,7 @@ def tokenize_and_pack(
                     "eos_token_id": tokenizer.eos_token_id,
                     "block_size": block_size,
                     "split": split,
+                    "document_masking": document_masking,
                 },
             )
             next(iter(packed[split]))  # raises the split's error now rather than during training
@@ -295,7 +325,8 @@ def tokenize_and_pack(
     return DatasetDict(
         {
             split: _tokenize_and_pack_split(
-                dataset, split, tokenizer, block_size, text_column_name, num_proc, cache_dir, load_from_cache_file
+                dataset, split, tokenizer, block_size, text_column_name, num_proc, cache_dir, load_from_cache_file,
+                document_masking,
             )
             for split, dataset in raw.items()
         }
