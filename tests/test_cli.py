@@ -97,6 +97,14 @@ def test_train_evaluate_generate_through_the_command_line(tmp_path, tokenizer_di
     eval_loss = json.loads((tmp_path / "run" / "eval_results.json").read_text())["eval_loss"]
     assert scored["loss"] == pytest.approx(eval_loss, abs=1e-4)
     assert set(scored) == {"loss", "perplexity", "bits_per_byte", "tokens"}
+    # blocks of many short documents score otherwise when their later documents see the earlier ones
+    (tmp_path / "short").mkdir()
+    _, short = write_corpus(tmp_path / "short", doc_chars=100)
+    losses = []
+    for flag in ([], ["--no_document_masking"]):
+        assert cli(["evaluate", out, "--file", short, "--block_size", "32", *flag]) == 0
+        losses.append(json.loads(capsys.readouterr().out)["loss"])
+    assert losses[0] != pytest.approx(losses[1], abs=1e-4)
 
     assert cli(["generate", out, "--prompt", "It is", "--max_new_tokens", "5", "--seed", "0"]) == 0
     assert capsys.readouterr().out.startswith("It is")

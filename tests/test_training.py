@@ -229,7 +229,7 @@ def test_activation_checkpointing_and_bf16_autocast_train(tmp_path, tokenizer_di
     assert torch.bfloat16 in seen["dtypes"]
 
 
-def test_document_masking_gives_the_model_positions_that_restart_in_training_and_evaluation(
+def test_document_masking_by_default_gives_the_model_positions_that_restart_in_training_and_evaluation(
     tmp_path, tokenizer_dir
 ):
     seen = []
@@ -244,7 +244,8 @@ def test_document_masking_gives_the_model_positions_that_restart_in_training_and
     args = training_arguments(tmp_path, max_steps=2, eval_steps=2, save_steps=2)
     (tmp_path / "short").mkdir()
     train, validation = write_corpus(tmp_path / "short", doc_chars=100)  # tens of tokens a document, 32 a block
-    data_args = data_arguments(tmp_path, train_file=train, validation_file=validation, document_masking=True)
+    data_args = data_arguments(tmp_path, train_file=train, validation_file=validation)  # the default
+    assert data_args.document_masking
     metrics = train_language_model(model_arguments(tokenizer_dir), data_args, args, [Spy()])
     assert math.isfinite(metrics["eval_loss"])
     for training in (True, False):
@@ -252,12 +253,12 @@ def test_document_masking_gives_the_model_positions_that_restart_in_training_and
         assert positions and all(p is not None for p in positions), f"training={training}: no position_ids"
         restarts = torch.cat([(p[:, 1:] != p[:, :-1] + 1) for p in positions])
         assert restarts.any(), f"training={training}: no document starts inside a block"
-    # `evaluate_language_model` scores the same way when asked, and differently when not
+    # `evaluate_language_model` scores the same way by default, and otherwise when told not to
     run = tmp_path / "run"
-    scored = evaluate_language_model(run, validation, block_size=BLOCK_SIZE, document_masking=True)
+    scored = evaluate_language_model(run, validation, block_size=BLOCK_SIZE)
     assert scored["loss"] == pytest.approx(metrics["eval_loss"], abs=1e-4)
-    assert evaluate_language_model(run, validation, block_size=BLOCK_SIZE)["loss"] != pytest.approx(
-        metrics["eval_loss"], abs=1e-4)
+    across = evaluate_language_model(run, validation, block_size=BLOCK_SIZE, document_masking=False)
+    assert across["loss"] != pytest.approx(metrics["eval_loss"], abs=1e-4)
 
 
 def test_bf16_defaults_to_what_the_hardware_runs_natively(tmp_path):

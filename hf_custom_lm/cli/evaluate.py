@@ -1,7 +1,7 @@
 """`hf-custom-lm evaluate MODEL_DIR --file TEXT`: loss, perplexity and bits per byte of a saved model.
 
 The file (.txt, .json/.jsonl, .csv, optionally compressed) is packed into blocks of `--block_size`
-tokens, as in training, and every block is scored.
+tokens, as in training, and every block is scored, each document on its own unless `--no_document_masking`.
 
     hf-custom-lm evaluate outputs/demo/model --file hf_custom_lm/corpus/validation.jsonl.gz
 """
@@ -22,6 +22,9 @@ class EvaluateArguments:
     block_size: int | None = field(default=None, metadata={"help": "Tokens per block; default min(512, model max)."})
     batch_size: int = field(default=8, metadata={"help": "Blocks per forward pass."})
     text_column_name: str = field(default="text", metadata={"help": "Column holding the text (json/csv)."})
+    document_masking: bool = field(default=True, metadata={
+        "help": "Score each document on its own, as training does by default; `--no_document_masking` lets a "
+                "block's later documents see the earlier ones."})
 
 
 def build_parser() -> HfArgumentParser:
@@ -40,7 +43,7 @@ def main(argv: list[str]) -> int:
 
         metrics = evaluate_language_model(
             namespace.model_dir, args.file, block_size=args.block_size, batch_size=args.batch_size,
-            text_column_name=args.text_column_name,
+            text_column_name=args.text_column_name, document_masking=args.document_masking,
         )
     except USER_ERRORS as error:
         return fail("hf-custom-lm evaluate", error)

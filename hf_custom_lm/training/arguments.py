@@ -84,9 +84,10 @@ class DataArguments:
     text_column_name: str = field(default="text", metadata={"help": "Column holding the text."})
     block_size: int = field(default=128, metadata={"help": "Tokens per training sequence after packing."})
     document_masking: bool = field(
-        default=False,
+        default=True,
         metadata={"help": "Within a packed block, attend only inside each document: positions restart at every "
-                  "document (for many short, unrelated documents; costs a mask per block)."},
+                  "document, as at generation. `--no_document_masking` lets blocks attend across documents, as "
+                  "run_clm does."},
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on the first this many packed blocks only (quick runs, debugging)."}

@@ -343,10 +343,10 @@ def record_block_size(run_dir: Path, block_size: int) -> None:
 
 def evaluate_language_model(
     model_dir: str | Path, file: str | Path, block_size: int | None = None, batch_size: int = 8,
-    text_column_name: str = "text", document_masking: bool = False,
+    text_column_name: str = "text", document_masking: bool = True,
 ) -> dict[str, float]:
     """Loss, perplexity and bits per byte of a saved model on a text file (the whole file, packed in blocks;
-    with `document_masking`, each document scored on its own, as `--document_masking` trains)."""
+    with `document_masking`, as training does by default, each document is scored on its own)."""
     if not Path(model_dir).is_dir():
         raise FileNotFoundError(f"Model folder {str(model_dir)!r} does not exist; pass a folder written by training.")
     model = load_model(model_dir)
