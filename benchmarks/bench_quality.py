@@ -22,7 +22,7 @@ during training included), not tokenisation. Then every model is scored by the s
 validation block, blocks of 128 tokens or the row's `block_size`, each document on its own (`hf-custom-lm
 evaluate` for stock; ours ends its run with that same evaluation): bits per byte, comparable across
 tokenizers and shapes. Each contender's
-output is kept in `logs/` beside the runs.
+output and the run's `results.json` are kept in `logs/<run>/` beside the runs.
 
 Recipes (one ablation row each):
 - `stock`: `LlamaForCausalLM` at the `small` preset's shape with the stock `Trainer` recipe of run_clm.py:
@@ -310,7 +310,9 @@ def main(argv=None) -> None:
         running.append((process, log, cache))
     while running:
         running = reap(running, results)
-    (work / "results.json").write_text(json.dumps({"results": results, "wall_seconds": time.time() - started}, indent=2))
+    # beside the run's logs, so that a later run does not overwrite it
+    (logs / "results.json").write_text(json.dumps({"results": results, "wall_seconds": time.time() - started}, indent=2))
+    print(f"results: {logs / 'results.json'}", flush=True)
 
 
 if __name__ == "__main__":
