@@ -113,3 +113,23 @@ def test_positions_that_restart_keep_attention_inside_each_packed_document(seede
             torch.testing.assert_close(packed[row : row + 1, start:end], alone, atol=1e-5, rtol=1e-5)
     # without restarts the second document would see the first
     assert not torch.allclose(model(ids).logits[0, 5:7], packed[0, 5:7], atol=1e-3)
+
+
+def test_position_ids_reach_the_attention_function(seeded):
+    # Flash attention finds packed documents from `position_ids` (the mask builder leaves it no mask), so they
+    # must reach the attention function, as in Llama.
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    seen = []
+
+    def recording_sdpa(module, *args, **kwargs):
+        seen.append(kwargs.get("position_ids"))
+        return sdpa_attention_forward(module, *args, **kwargs)
+
+    AttentionInterface.register("recording_sdpa", recording_sdpa)
+    model = CustomLMForCausalLM(tiny_config(attn_implementation="recording_sdpa")).train()
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 2]])
+    model(torch.randint(2, 512, (1, 6)), position_ids=position_ids)
+    assert len(seen) == model.config.num_hidden_layers
+    assert all(torch.equal(p, position_ids) for p in seen)

@@ -363,9 +363,10 @@ class CustomLMModel(CustomLMPreTrainedModel):
         for decoder_layer in self.layers:
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
+            # position_ids ride to the attention function, as in Llama: flash attention finds packed documents there
             hidden_states, attn_weights = decoder_layer(
-                hidden_states, attention_mask=causal_mask, position_embeddings=position_embeddings, cache=cache,
-                **kwargs,
+                hidden_states, attention_mask=causal_mask, position_ids=position_ids,
+                position_embeddings=position_embeddings, cache=cache, **kwargs,
             )
             if output_attentions and attn_weights is not None:  # None from sdpa, as in Llama: ()
                 all_attentions += (attn_weights,)

@@ -15,7 +15,9 @@ Decisions a user can rely on:
 - Token stream. Every document is tokenised without special tokens and followed by the tokenizer's eos id,
   so the model learns where texts end. The documents of a split are concatenated in order and cut into
   blocks of `block_size`; a block may span documents. Only the final `< block_size` tokens of each split are
-  dropped (run_clm drops a remainder per batch of 1000 documents instead).
+  dropped (run_clm drops a remainder per batch of 1000 documents instead). With `document_masking` (training's
+  default) each block also carries `position_ids` that restart at every document, and no token attends to
+  another document.
 - Held-out validation. Without a validation file (or a dataset "validation" split), `validation_split_percentage`
   percent of the training documents are held out: an exact, seeded random subset for map-style datasets; for
   streaming ones, the documents whose seeded content hash falls in that percentage (about that fraction, and
