@@ -43,7 +43,9 @@ SHAPES = (
 # to be chosen. 2.5 picks the shapes above at their budgets: the probe gave 64 x 4 1.6 tokens a parameter at
 # 150 CPU-s and 3.2 at 300, 96 x 3 1.5 at 300 and 3.1 at 600, 128 x 2 2.2 at 600.
 TOKENS_PER_PARAMETER = 2.5
-PROBE_STEPS = 2
+# Timed steps per shape; their median is the estimate, so one step slowed by the machine's other work does not
+# move the choice (with 2, the slower one was taken: a 300-CPU-s run chose 64 x 2 where its twin chose 64 x 4).
+PROBE_STEPS = 5
 SIZING_FILE = "sizing.json"
 # The config fields a saved choice restores.
 SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
