@@ -21,8 +21,8 @@ training time on one core whatever else the machine runs; the budget counts the 
 during training included), not tokenisation. Then every model is scored by the same code on every
 validation block, blocks of 128 tokens or the row's `block_size`, each document on its own (`hf-custom-lm
 evaluate` for stock; ours ends its run with that same evaluation): bits per byte, comparable across
-tokenizers and shapes. Each contender's
-output and the run's `results.json` are kept in `logs/<run>/` beside the runs.
+tokenizers and shapes. Each contender's output and the run's `results.json` are kept in `logs/<run>/`
+beside the runs.
 
 Recipes (one ablation row each):
 - `stock`: `LlamaForCausalLM` at the `small` preset's shape with the stock `Trainer` recipe of run_clm.py:
