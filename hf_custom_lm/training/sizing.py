@@ -64,11 +64,6 @@ class SizingChoice:
     expected_tokens: int
     reason: str
 
-    def config_kwargs(self) -> dict:
-        """The shape, as `CustomLMConfig` fields."""
-        return {key: getattr(self, key) for key in
-                ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
-
 
 def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, clock) -> float:
     """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step."""
