@@ -8,7 +8,8 @@
 Each returns what its plain PyTorch expression returns, with the same first-order gradients (tests swap
 them for those expressions and compare the model's logits and gradients). What they save over autograd:
 fewer activations kept for the backward pass, products made in place, the rotary backward written out, and
-a loss that never builds the (N, V) logits. Their backward passes cannot be differentiated again; asking
+a loss that never builds the (N, V) logits (or, given a candidate sampler, estimates it by a sampled softmax,
+for training). Their backward passes cannot be differentiated again; asking
 for it (`create_graph=True`) raises instead of returning a wrong second derivative.
 
 This file is copied to the Hub next to the modeling file; it imports only torch.
@@ -194,30 +195,42 @@ class LinearCrossEntropy(torch.autograd.Function):
     Same result as `ForCausalLMLoss` on the full logits: fp32 softmax of logits computed in the autocast dtype,
     rows whose target is `ignore_index` ignored, the summed loss divided by `divisor` (`num_items_in_batch`)
     or, when it is None, by the number of counted rows.
+
+    With `candidates` (C,), sorted token ids that hold every counted target, it is a sampled softmax instead:
+    each row's softmax runs over those C tokens only, every candidate's logit lowered by `log_inclusion` (C,),
+    the log-probability that it was drawn as a candidate (Jean et al. 2015; TensorFlow's
+    `sampled_softmax_loss`), so the (N, V) products of the head become (N, C) ones; rows of `weight` that are
+    not candidates get no gradient.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, ignore_index, divisor, needs_grad):
-        # hidden (N, D), weight (V, D), targets (N,)
+    def forward(ctx, hidden, weight, targets, ignore_index, divisor, needs_grad, candidates=None, log_inclusion=None):
+        # hidden (N, D), weight (V, D), targets (N,); candidates and log_inclusion (C,) or None
         device_type = hidden.device.type
         dtype = autocast_dtype(hidden) or hidden.dtype
         with torch.autocast(device_type, enabled=False):
-            h, w = hidden.to(dtype), weight.to(dtype)
+            rows_weight = weight if candidates is None else weight[candidates]  # (V or C, D)
+            h, w = hidden.to(dtype), rows_weight.to(dtype)
             counted = targets != ignore_index
-            safe_targets = torch.where(counted, targets, 0).unsqueeze(1)  # (N, 1)
+            safe_targets = torch.where(counted, targets, 0)
+            if candidates is not None:  # a target's column among the candidates
+                safe_targets = torch.searchsorted(candidates, safe_targets).clamp_(max=len(candidates) - 1)
+            safe_targets = safe_targets.unsqueeze(1)  # (N, 1)
             if divisor is None:
                 divisor = counted.sum()
             scale = counted / divisor  # (N,): d(loss)/d(row loss)
             grad_hidden = torch.empty_like(hidden) if needs_grad[0] else None
-            grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad[1] else None
+            grad_weight = torch.zeros_like(rows_weight, dtype=torch.float32) if needs_grad[1] else None
             loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-            chunk = max(1, min(h.shape[0], LOSS_CHUNK_LOGITS // weight.shape[0]))
+            chunk = max(1, min(h.shape[0], LOSS_CHUNK_LOGITS // w.shape[0]))
             # One (chunk, V) buffer for every chunk's logits: a fresh tensor of that size per chunk comes from
             # new pages of memory, which the kernel must fault in and zero each time.
-            buffer = torch.empty(chunk, weight.shape[0], dtype=dtype, device=hidden.device)
+            buffer = torch.empty(chunk, w.shape[0], dtype=dtype, device=hidden.device)
             for start in range(0, h.shape[0], chunk):
                 rows = slice(start, start + chunk)
                 logits = torch.mm(h[rows], w.T, out=buffer[: len(h[rows])]).float()  # (n, V)
+                if log_inclusion is not None:
+                    logits.sub_(log_inclusion)
                 target_logits = logits.gather(1, safe_targets[rows]).squeeze(1)  # (n,)
                 row_max = logits.amax(dim=-1, keepdim=True)
                 exp_logits = logits.sub_(row_max).exp_()  # in place: the logits are not needed again
@@ -239,6 +252,8 @@ class LinearCrossEntropy(torch.autograd.Function):
                     grad_weight.addmm_(grad_logits.T, h[rows])  # accumulates without a (V, D) temporary
                 elif grad_weight is not None:
                     grad_weight += grad_logits.T @ h[rows]
+            if grad_weight is not None and candidates is not None:  # the candidates' rows into the full table
+                grad_weight = torch.zeros_like(weight, dtype=torch.float32).index_add_(0, candidates, grad_weight)
         ctx.weight_dtype = weight.dtype
         ctx.save_for_backward(grad_hidden, grad_weight)
         return loss / divisor
@@ -251,7 +266,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
 def linear_cross_entropy(
@@ -261,10 +276,15 @@ def linear_cross_entropy(
     num_items_in_batch: torch.Tensor | int | None = None,
     ignore_index: int = -100,
     shift_labels: torch.Tensor | None = None,
+    candidate_sampler=None,
     **kwargs,
 ) -> torch.Tensor:
     """`ForCausalLMLoss(hidden_states @ weight.T, labels, ...)` without the logits: hidden_states (B, T, D),
-    labels (B, T) unshifted (or `shift_labels` already shifted), the same keyword arguments and result."""
+    labels (B, T) unshifted (or `shift_labels` already shifted), the same keyword arguments and result.
+
+    `candidate_sampler`, when gradients are on: a callable that takes the counted targets (M,) and returns
+    sorted `candidates` (C,) holding them all and their `log_inclusion` (C,), for a sampled softmax
+    (`LinearCrossEntropy`); the loss is then an estimate that is lower than the full softmax's."""
     if shift_labels is None:
         shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]  # (B, T): next token
     hidden = hidden_states.reshape(-1, hidden_states.shape[-1])  # (B * T, D)
@@ -273,4 +293,9 @@ def linear_cross_entropy(
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(hidden.device)
     targets = shift_labels.reshape(-1).to(hidden.device, torch.long)
-    return LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, num_items_in_batch, needs_grad)
+    if candidate_sampler is None or not any(needs_grad):
+        return LinearCrossEntropy.apply(hidden, weight, targets, ignore_index, num_items_in_batch, needs_grad)
+    candidates, log_inclusion = candidate_sampler(targets[targets != ignore_index])
+    return LinearCrossEntropy.apply(
+        hidden, weight, targets, ignore_index, num_items_in_batch, needs_grad, candidates, log_inclusion
+    )

@@ -394,6 +394,9 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GrowingCacheGenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
     _tp_plan = {"lm_head": "colwise_gather_output"}
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+    # Set while training to estimate the fused loss by a sampled softmax (`linear_cross_entropy`'s
+    # `candidate_sampler`; hf_custom_lm.training.sampled_softmax); None: the full softmax. Not saved.
+    loss_candidate_sampler = None
 
     def __init__(self, config: CustomLMConfig):
         super().__init__(config)
@@ -428,7 +431,9 @@ class CustomLMForCausalLM(CustomLMPreTrainedModel, GrowingCacheGenerationMixin):
         hidden_states = outputs.last_hidden_state
         loss = logits = None
         if labels is not None and self.training and self._can_fuse_loss(logits_to_keep):
-            loss = linear_cross_entropy(hidden_states, self.lm_head.weight, labels, **kwargs)
+            loss = linear_cross_entropy(
+                hidden_states, self.lm_head.weight, labels, candidate_sampler=self.loss_candidate_sampler, **kwargs
+            )
         else:
             slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
             logits = self.lm_head(hidden_states[:, slice_indices, :])  # (B, T', V)

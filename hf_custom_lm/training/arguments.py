@@ -195,6 +195,13 @@ class LMTrainingArguments(TrainingArguments):
         metadata={"help": "With `max_train_time`: the final fraction of the budget over which the learning rate "
                   "decays linearly to zero."},
     )
+    sampled_softmax: int | None = field(
+        default=None,
+        metadata={"help": "Train the output head on a sampled softmax of the step's targets and this many tokens "
+                  "drawn by frequency, until the last `lr_decay_fraction` of training, then on the full softmax: "
+                  "cheaper steps, and a training loss that reads lower meanwhile. 0: the full softmax throughout. "
+                  "Unset: 1024 with `max_train_time` and a vocabulary of 8192 tokens or more, else 0."},
+    )
 
     def __post_init__(self):
         # Unset, `--config_name auto` may replace the default with its shape's rate (`sizing.size_model`).
@@ -212,6 +219,9 @@ class LMTrainingArguments(TrainingArguments):
             self._use_time_budget()
         if self.early_stopping_patience < 0:
             raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
+        if self.sampled_softmax is not None and self.sampled_softmax < 0:
+            raise ValueError(f"`sampled_softmax` must be >= 0 draws a step (0: the full softmax), got "
+                             f"{self.sampled_softmax}.")
         if self.early_stopping_patience and self.eval_strategy in ("no", None):
             raise ValueError(
                 "Early stopping needs periodic evaluation: set `eval_strategy` to `steps` (or `epoch`), "

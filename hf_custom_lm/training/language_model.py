@@ -37,6 +37,7 @@ from .embeddings_init import init_embeddings_from_vectors
 from .loss_curve import LOSS_CURVE_FILENAME, plot_loss_curve
 from .packing import bytes_per_token, tokenize_and_pack
 from .report import run_summary
+from .sampled_softmax import SampledSoftmaxCallback, resolve_sampled_softmax
 from .sizing import size_model
 from .tokenization import bundled_corpus_files, load_tokenizer, train_tokenizer
 from .trainer import CustomLMTrainer, build_trainer
@@ -280,8 +281,12 @@ def train_language_model(
     shape = None
     if model_args.model_name_or_path is None and model_args.config_name in (None, "auto") and training_args.max_train_time:
         model_args.config_name = "auto"
+        # the probe times the step the run will take, with the sampled softmax if it will use one
+        fused_loss = parse_config_overrides(model_args.config_overrides).get("fused_loss", True)
+        draws = resolve_sampled_softmax(training_args, len(tokenizer), fused_loss)
         with training_args.main_process_first(desc="sizing the model for the budget"):
-            shape = size_model(training_args, data_args, tokenizer, resuming=checkpoint is not None)
+            shape = size_model(training_args, data_args, tokenizer, resuming=checkpoint is not None,
+                               sampled_softmax=draws)
     set_seed(training_args.seed)  # the initial weights, identical on every process and in every rerun
     model = build_model(model_args, tokenizer, shape)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
@@ -314,6 +319,15 @@ def train_language_model(
         model, training_args, tokenizer, train_dataset, eval_dataset, default_data_collator, checkpoint,
         extra_callbacks=extra_callbacks or (), eval_bytes_per_token=bytes_per_token(eval_dataset),
     )
+    draws = resolve_sampled_softmax(training_args, model.config.vocab_size, model.config.fused_loss)
+    if draws:
+        budget = trainer.time_budget
+        trainer.add_callback(SampledSoftmaxCallback(
+            draws, training_args.lr_decay_fraction, budget.clock if budget else None, seed=training_args.seed
+        ))
+        logger.info(f"Output head: a sampled softmax of {draws} draws a step, then the full softmax for the last "
+                    f"{training_args.lr_decay_fraction:.0%} of training (`--sampled_softmax 0`: the full softmax "
+                    "throughout).")
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     train_metrics = {**train_result.metrics, **extra_metrics, **run_summary(trainer, data_args.block_size)}
     trainer.log_metrics("train", train_metrics)

@@ -18,6 +18,7 @@ import torch
 
 from ..model import CustomLMConfig, CustomLMForCausalLM
 from .arguments import DEFAULT_LEARNING_RATE
+from .sampled_softmax import CandidateSampler
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,12 @@ class SizingChoice:
     reason: str
 
 
-def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, clock) -> float:
-    """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step."""
+def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, clock, sampled_softmax: int = 0) -> float:
+    """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step; with
+    `sampled_softmax` draws, steps of the sampled softmax that the run takes before its learning rate decays."""
     model = CustomLMForCausalLM(config).train()
+    if sampled_softmax:
+        model.loss_candidate_sampler = CandidateSampler(config.vocab_size, sampled_softmax)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     ids = torch.randint(0, config.vocab_size, (batch_size, block_size))
     times = []
@@ -83,10 +87,11 @@ def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, 
 
 def size_for_budget(
     budget_seconds: float, batch_size: int, block_size: int, vocab_size: int, clock_kind: str = "wall",
-    train_tokens: int | None = None, **config_kwargs,
+    train_tokens: int | None = None, sampled_softmax: int = 0, **config_kwargs,
 ) -> SizingChoice:
     """The largest shape of `SHAPES` that sees `TOKENS_PER_PARAMETER` tokens per parameter in the budget (the
-    smallest if none does). `train_tokens`, the corpus size, is only reported (epochs the run will make)."""
+    smallest if none does). `train_tokens`, the corpus size, is only reported (epochs the run will make).
+    `sampled_softmax`: the draws a step of the run's sampled softmax, which the probe's steps then take."""
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
     tokens_per_step = batch_size * block_size
     chosen = None
@@ -95,14 +100,15 @@ def size_for_budget(
                                 vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                                 num_attention_heads=heads, intermediate_size=intermediate)
         parameters = CustomLMForCausalLM(config).num_parameters()
-        per_step = _seconds_per_step(config, batch_size, block_size, clock)
+        per_step = _seconds_per_step(config, batch_size, block_size, clock, sampled_softmax)
         steps = int(budget_seconds / per_step)
         tokens = steps * tokens_per_step
         fits = tokens >= TOKENS_PER_PARAMETER * parameters
         if chosen is None or fits:
             epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
             reason = (
-                f"{parameters / 1e6:.2f}M parameters at {per_step:.3g} s a step ({clock_kind} clock) see about "
+                f"{parameters / 1e6:.2f}M parameters at {per_step:.3g} s a step ({clock_kind} clock"
+                + (f", sampled softmax of {sampled_softmax} draws" if sampled_softmax else "") + ") see about "
                 f"{tokens:,} tokens in {budget_seconds:g} s ({tokens / parameters:.2g} per parameter{epochs}); "
                 + ("the largest shape that sees" if fits else "no shape sees")
                 + f" {TOKENS_PER_PARAMETER} tokens per parameter"
@@ -120,7 +126,7 @@ def save_sizing(choice: SizingChoice, output_dir: str | Path) -> Path:
     return path
 
 
-def size_model(training_args, data_args, tokenizer, resuming: bool) -> dict:
+def size_model(training_args, data_args, tokenizer, resuming: bool, sampled_softmax: int = 0) -> dict:
     """The shape for the budget: the one saved in the run folder (a resumed run, or the other processes of a
     multi-process run after the main one), else a new choice, logged and saved. Without `--learning_rate` the
     run takes the shape's learning rate (`training_args.learning_rate` is set here, before the optimizer)."""
@@ -134,7 +140,7 @@ def size_model(training_args, data_args, tokenizer, resuming: bool) -> dict:
             * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
             training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=tokenizer.pad_token_id, sampled_softmax=sampled_softmax,
         )
         if training_args.should_save:
             save_sizing(sized, training_args.output_dir)
