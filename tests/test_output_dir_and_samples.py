@@ -1,5 +1,5 @@
-"""run_clm flags users bring: `--max_train_samples` and `--overwrite_output_dir`; a new run refuses a folder of
-files no run wrote, or an earlier run's checkpoints, unless told to overwrite."""
+"""run_clm flags users bring: `--max_train_samples`, `--max_eval_samples` and `--overwrite_output_dir`; a new
+run refuses a folder of files no run wrote, or an earlier run's checkpoints, unless told to overwrite."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from hf_custom_lm.cli import main as cli
 from hf_custom_lm.cli.train import parse_train_args
 from hf_custom_lm.training.arguments import LMTrainingArguments
 from hf_custom_lm.training.checkpoints import resolve_resume_checkpoint
-from hf_custom_lm.training.language_model import prepare_lm_datasets
+from hf_custom_lm.training.language_model import evaluation_sample, prepare_lm_datasets
 
 from .test_training import data_arguments
 
@@ -22,6 +22,16 @@ def test_max_train_samples_keeps_the_first_blocks(tmp_path, tokenizer):
     full = prepare_lm_datasets(data_arguments(tmp_path, block_size=16), tokenizer, 128)[0]
     few = prepare_lm_datasets(data_arguments(tmp_path, block_size=16, max_train_samples=5), tokenizer, 128)[0]
     assert len(full) > 5 and len(few) == 5 and few[:]["input_ids"] == full.select(range(5))[:]["input_ids"]
+
+
+def test_max_eval_samples_spreads_the_periodic_sample_over_the_validation_text(tmp_path, tokenizer):
+    """The first blocks are the first document: a text whose first part is easy would score the run on it alone."""
+    validation = prepare_lm_datasets(data_arguments(tmp_path, block_size=16), tokenizer, 128)[1]
+    sample = evaluation_sample(validation, 4, spread=True)
+    quarters = [part * len(validation) // 4 for part in range(4)]  # one block from each quarter of the text
+    assert len(validation) >= 8 and len(sample) == 4
+    assert sample[:]["input_ids"] == validation.select(quarters)[:]["input_ids"]
+    assert evaluation_sample(validation, 10**6, spread=True)[:]["input_ids"] == validation[:]["input_ids"]
 
 
 def test_a_folder_of_other_files_is_refused_unless_overwriting(tmp_path):

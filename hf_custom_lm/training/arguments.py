@@ -93,7 +93,9 @@ class DataArguments:
         default=None, metadata={"help": "Train on the first this many packed blocks only (quick runs, debugging)."}
     )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on at most this many packed blocks (faster periodic evaluation)."}
+        default=None,
+        metadata={"help": "Evaluate periodically on at most this many packed blocks, evenly spaced over the validation "
+                          "text (faster; a stream gives its first ones)."},
     )
     streaming: bool = field(
         default=False, metadata={"help": "Stream the dataset instead of loading it (needs max_steps)."}

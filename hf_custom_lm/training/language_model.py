@@ -229,13 +229,18 @@ def prepare_lm_datasets(data_args: DataArguments, tokenizer, max_length: int, se
     return evaluation_sample(packed["train"], data_args.max_train_samples), packed["validation"]
 
 
-def evaluation_sample(validation, max_eval_samples: int | None):
-    """The first `max_eval_samples` validation blocks (all when None), for periodic evaluation."""
+def evaluation_sample(validation, max_eval_samples: int | None, spread: bool = False):
+    """`max_eval_samples` blocks (all when None): the first ones, or with `spread` ones evenly spaced over the
+    dataset, so that periodic evaluation (and the best checkpoint it picks) scores every part of the validation
+    text and not only its first document. A stream can only give its first ones."""
     if max_eval_samples is None:
         return validation
     if isinstance(validation, IterableDataset):
         return validation.take(max_eval_samples)
-    return validation.select(range(min(max_eval_samples, len(validation))))
+    count = min(max_eval_samples, len(validation))
+    if spread:
+        return validation.select([index * len(validation) // count for index in range(count)])
+    return validation.select(range(count))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -301,7 +306,7 @@ def train_language_model(
     max_eval_samples = data_args.max_eval_samples
     if max_eval_samples is None and training_args.max_train_time is not None:
         max_eval_samples = BUDGET_EVAL_SAMPLES
-    eval_dataset = evaluation_sample(validation, max_eval_samples)
+    eval_dataset = evaluation_sample(validation, max_eval_samples, spread=True)
 
     extra_metrics = {}
     if model_args.embedding_vectors_file:
