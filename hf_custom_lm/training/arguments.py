@@ -5,6 +5,7 @@
 `HfArgumentParser` turns these dataclasses into the `hf-custom-lm train` flags; YAML configs use the same names.
 """
 
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -156,7 +157,8 @@ class LMTrainingArguments(TrainingArguments):
     bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 autocast. Unset: on where bf16 is native (AVX512-BF16/AMX CPU, bf16 GPU), else off.",
+            "help": "bf16 autocast. Unset: on a bf16 GPU; on a CPU with native bf16 (AVX512-BF16/AMX), the "
+                    "precision whose training step is timed faster for the model (a narrow one's is fp32); else off.",
             "nargs": "?",
             "const": True,
         },
@@ -210,6 +212,10 @@ class LMTrainingArguments(TrainingArguments):
         self.learning_rate_from_sizing = self.learning_rate is None
         if self.learning_rate is None:
             self.learning_rate = DEFAULT_LEARNING_RATE
+        # Unset on a CPU with native bf16, the run times its step in both precisions and takes the faster
+        # (`precision.choose_precision`, or for a model sized for the budget `sizing.size_model`).
+        self.bf16_from_probe = (self.bf16 is None and not self.fp16 and not torch.accelerator.is_available()
+                                and "ACCELERATE_MIXED_PRECISION" not in os.environ and fast_bf16_available())
         if self.bf16 is None:
             self.bf16 = fast_bf16_available()
         if not torch.accelerator.is_available():
@@ -230,6 +236,12 @@ class LMTrainingArguments(TrainingArguments):
                 "or set `early_stopping_patience` to 0."
             )
         super().__post_init__()
+
+    def set_bf16(self, enabled: bool) -> None:
+        """Turn bf16 autocast on or off after the arguments were made (before the Trainer is): `mixed_precision`,
+        which accelerate reads, was derived from `bf16` at init."""
+        self.bf16 = enabled
+        self.mixed_precision = "bf16" if enabled else "no"
 
     def _use_time_budget(self) -> None:
         """Evaluation and checkpoints at fractions of the budget (`TimeBudgetCallback`), not every N steps, and a

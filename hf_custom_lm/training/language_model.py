@@ -37,6 +37,7 @@ from .embeddings_init import init_embeddings_from_vectors
 from .loss_curve import LOSS_CURVE_FILENAME, plot_loss_curve
 from .packing import bytes_per_token, tokenize_and_pack
 from .report import run_summary
+from .precision import choose_precision
 from .sampled_softmax import SampledSoftmaxCallback, resolve_sampled_softmax
 from .sizing import size_model
 from .tokenization import bundled_corpus_files, load_tokenizer, train_tokenizer
@@ -296,6 +297,11 @@ def train_language_model(
     model = build_model(model_args, tokenizer, shape)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
                 "outside embeddings)")
+
+    if shape is None:  # a model sized for the budget has its precision from the sizing's probe
+        fused_loss = model.config.fused_loss
+        choose_precision(model.config, training_args, data_args.block_size,
+                         resolve_sampled_softmax(training_args, model.config.vocab_size, fused_loss))
 
     with training_args.main_process_first(desc="tokenizing and packing"):
         train_dataset, validation = prepare_lm_datasets(

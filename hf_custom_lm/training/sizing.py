@@ -4,8 +4,10 @@ A short budget is best spent on a small model that sees many tokens, a long one 
 candidate shape of `SHAPES` (smallest first) is timed for a few training steps on random tokens of the
 run's batch shape, the tokens it would see in the budget are estimated from that, and the largest shape
 that still sees `TOKENS_PER_PARAMETER` tokens per parameter is chosen, with the learning rate measured best
-for it (used unless `--learning_rate` is given). The choice and the reason are logged in one line and saved
-in the run folder (`sizing.json`).
+for it (used unless `--learning_rate` is given). With `--bf16` unset on a CPU with native bf16 each shape is
+timed in both precisions and takes the faster: there a bf16 step of a narrow model costs more than an fp32
+one (the casts outweigh the matmuls), of a wide one less. The choice and the reason are logged in one line and
+saved in the run folder (`sizing.json`).
 """
 
 import json
@@ -59,6 +61,7 @@ class SizingChoice:
     num_attention_heads: int
     intermediate_size: int
     learning_rate: float
+    bf16: bool
     parameters: int
     seconds_per_step: float
     expected_steps: int
@@ -66,20 +69,28 @@ class SizingChoice:
     reason: str
 
 
-def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, clock, sampled_softmax: int = 0) -> float:
-    """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step; with
-    `sampled_softmax` draws, steps of the sampled softmax that the run takes before its learning rate decays."""
-    model = CustomLMForCausalLM(config).train()
+def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int, clock, sampled_softmax: int = 0,
+                       device: str | torch.device = "cpu", bf16: bool = False) -> float:
+    """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step, on the
+    run's device and under its bf16 autocast (on a CPU with AMX a bf16 step can cost a fraction of an fp32 one,
+    on a GPU a step is a fraction of a CPU's); with `sampled_softmax` draws, steps of the sampled softmax that
+    the run takes before its learning rate decays."""
+    device = torch.device(device)
+    model = CustomLMForCausalLM(config).to(device).train()
     if sampled_softmax:
         model.loss_candidate_sampler = CandidateSampler(config.vocab_size, sampled_softmax)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    ids = torch.randint(0, config.vocab_size, (batch_size, block_size))
+    ids = torch.randint(0, config.vocab_size, (batch_size, block_size), device=device)
     times = []
     for step in range(PROBE_STEPS + 1):
         start = clock()
-        model(ids, labels=ids).loss.backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(ids, labels=ids).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: count the step, not its launch
         if step:
             times.append(clock() - start)
     return sorted(times)[len(times) // 2]
@@ -87,11 +98,14 @@ def _seconds_per_step(config: CustomLMConfig, batch_size: int, block_size: int, 
 
 def size_for_budget(
     budget_seconds: float, batch_size: int, block_size: int, vocab_size: int, clock_kind: str = "wall",
-    train_tokens: int | None = None, sampled_softmax: int = 0, **config_kwargs,
+    train_tokens: int | None = None, sampled_softmax: int = 0, device: str | torch.device = "cpu",
+    bf16: bool | None = False, **config_kwargs,
 ) -> SizingChoice:
     """The largest shape of `SHAPES` that sees `TOKENS_PER_PARAMETER` tokens per parameter in the budget (the
     smallest if none does). `train_tokens`, the corpus size, is only reported (epochs the run will make).
-    `sampled_softmax`: the draws a step of the run's sampled softmax, which the probe's steps then take."""
+    `sampled_softmax`: the draws a step of the run's sampled softmax, which the probe's steps then take;
+    `device` and `bf16`: where the run trains and whether under bf16 autocast, which the probe's steps copy;
+    `bf16=None` times both precisions and takes the faster for each shape."""
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
     tokens_per_step = batch_size * block_size
     chosen = None
@@ -100,7 +114,11 @@ def size_for_budget(
                                 vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                                 num_attention_heads=heads, intermediate_size=intermediate)
         parameters = CustomLMForCausalLM(config).num_parameters()
-        per_step = _seconds_per_step(config, batch_size, block_size, clock, sampled_softmax)
+        precisions = (False, True) if bf16 is None else (bf16,)
+        timed = {on: time_training_step(config, batch_size, block_size, clock, sampled_softmax, device, on)
+                 for on in precisions}
+        shape_bf16 = min(timed, key=timed.get)
+        per_step = timed[shape_bf16]
         steps = int(budget_seconds / per_step)
         tokens = steps * tokens_per_step
         fits = tokens >= TOKENS_PER_PARAMETER * parameters
@@ -108,13 +126,17 @@ def size_for_budget(
             epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
             reason = (
                 f"{parameters / 1e6:.2f}M parameters at {per_step:.3g} s a step ({clock_kind} clock"
-                + (f", sampled softmax of {sampled_softmax} draws" if sampled_softmax else "") + ") see about "
+                + (", bf16" if shape_bf16 else "")
+                + (f" against {timed[False]:.3g} in fp32" if shape_bf16 and False in timed else "")
+                + (f", faster than {timed[True]:.3g} in bf16" if not shape_bf16 and True in timed else "")
+                + (f", sampled softmax of {sampled_softmax} draws" if sampled_softmax else "")
+                + ") see about "
                 f"{tokens:,} tokens in {budget_seconds:g} s ({tokens / parameters:.2g} per parameter{epochs}); "
                 + ("the largest shape that sees" if fits else "no shape sees")
                 + f" {TOKENS_PER_PARAMETER} tokens per parameter"
             )
-            chosen = SizingChoice(hidden, layers, heads, intermediate, learning_rate, parameters, per_step, steps,
-                                  tokens, reason)
+            chosen = SizingChoice(hidden, layers, heads, intermediate, learning_rate, shape_bf16, parameters,
+                                  per_step, steps, tokens, reason)
         if not fits:
             break
     return chosen
@@ -140,7 +162,8 @@ def size_model(training_args, data_args, tokenizer, resuming: bool, sampled_soft
             * training_args.gradient_accumulation_steps, data_args.block_size, len(tokenizer),
             training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, sampled_softmax=sampled_softmax,
+            pad_token_id=tokenizer.pad_token_id, sampled_softmax=sampled_softmax, device=training_args.device,
+            bf16=None if getattr(training_args, "bf16_from_probe", False) else bool(training_args.bf16),
         )
         if training_args.should_save:
             save_sizing(sized, training_args.output_dir)
@@ -150,8 +173,11 @@ def size_model(training_args, data_args, tokenizer, resuming: bool, sampled_soft
     unset = unset and training_args.learning_rate == DEFAULT_LEARNING_RATE
     if unset and "learning_rate" in choice:
         training_args.learning_rate = choice["learning_rate"]
+    if getattr(training_args, "bf16_from_probe", False) and "bf16" in choice:
+        training_args.set_bf16(choice["bf16"])
     if fresh:
         logger.info(f"Model size for the budget: hidden_size={choice['hidden_size']}, layers="
-                    f"{choice['num_hidden_layers']}, learning_rate={training_args.learning_rate:g}: {choice['reason']}.")
+                    f"{choice['num_hidden_layers']}, learning_rate={training_args.learning_rate:g}, "
+                    f"bf16={training_args.bf16}: {choice['reason']}.")
     shape = {key: value for key, value in choice.items() if key in SHAPE_KEYS}
     return shape | {"max_position_embeddings": max(data_args.block_size, 256)}

@@ -1,0 +1,40 @@
+"""`--bf16` unset on a CPU with native bf16 (AVX512-BF16 or AMX): the run takes the precision whose training step
+is the faster for its model, timed on this machine before training.
+
+Native bf16 does not make every step faster on a CPU: under autocast each linear layer casts its weights and
+inputs to bf16 and its output back, and for a narrow model that costs more than the faster matmul saves. On a
+Xeon with AMX, one thread, batch 8 x 128, vocabulary 8192, a bf16 step took 1.3 to 1.9 times the fp32 one for
+models 64 to 128 wide, 0.89 times at 192 wide and 0.65 times at 256 (benchmarks/RESULTS.md). A model sized for
+a time budget has this decided per candidate shape (`sizing.size_for_budget`); other runs call
+`choose_precision` here.
+"""
+
+import logging
+import time
+
+import torch
+
+from .sizing import time_training_step
+
+logger = logging.getLogger(__name__)
+
+
+def choose_precision(config, training_args, block_size: int, sampled_softmax: int = 0) -> None:
+    """Time `config`'s training step in fp32 and under bf16 autocast and set `training_args` to the faster, where
+    `training_args.bf16_from_probe` says bf16 was left unset on a native-bf16 CPU; else leave it. In a
+    multi-process run every process takes the main process's choice."""
+    if not getattr(training_args, "bf16_from_probe", False):
+        return
+    clock = time.process_time if training_args.train_time_clock == "cpu" else time.monotonic
+    batch_size = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    timed = {on: time_training_step(config, batch_size, block_size, clock, sampled_softmax, "cpu", on)
+             for on in (False, True)}
+    bf16 = min(timed, key=timed.get)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        shared = [bf16]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        bf16 = shared[0]
+    training_args.set_bf16(bf16)
+    logger.info(f"Precision: {'bf16 autocast' if bf16 else 'fp32'}; a training step of this model took "
+                f"{timed[True]:.3g} s in bf16 and {timed[False]:.3g} s in fp32 on this CPU (`--bf16 true` or "
+                "`--bf16 false` to choose).")
