@@ -157,8 +157,8 @@ class LMTrainingArguments(TrainingArguments):
     bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 autocast. Unset: on a bf16 GPU; on a CPU with native bf16 (AVX512-BF16/AMX), the "
-                    "precision whose training step is timed faster for the model (a narrow one's is fp32); else off.",
+            "help": "bf16 autocast. Unset: on where bf16 is native (bf16 GPU, AVX512-BF16/AMX CPU), else off; on "
+                    "such a CPU `train` takes the precision whose step it times faster (a narrow model's is fp32).",
             "nargs": "?",
             "const": True,
         },
