@@ -14,7 +14,8 @@ default); `ours` trains its own on the training text, as `hf-custom-lm train --t
 budget, like all tokenisation).
 
 Rows may set `block_size` (tokens per training and scoring block, default 128) for either recipe,
-`per_device_train_batch_size` for the stock one, and `document_masking` (default true) for ours.
+`per_device_train_batch_size` for the stock one, and `document_masking` and `shift_block_boundaries` (default
+true) for ours.
 
 Each contender trains in its own process with one thread (`OMP_NUM_THREADS=1`), so its CPU seconds are its
 training time on one core whatever else the machine runs; the budget counts the training loop (evaluations
@@ -150,7 +151,8 @@ def run_ours(files: dict, out: Path, budget: float, seed: int, config_name: str 
         **({"config_name": config_name} if config_name else {}),
     )
     data_args = DataArguments(train_file=str(files["train"]), validation_file=str(files["validation"]),
-                              block_size=block_size, document_masking=extra.pop("document_masking", True))
+                              block_size=block_size, document_masking=extra.pop("document_masking", True),
+                              shift_block_boundaries=extra.pop("shift_block_boundaries", True))
     training_args = LMTrainingArguments(
         output_dir=str(out), max_train_time=str(budget), train_time_clock="cpu", seed=seed, report_to=[],
         disable_tqdm=True, save_total_limit=1, **extra,

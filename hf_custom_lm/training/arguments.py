@@ -90,6 +90,12 @@ class DataArguments:
                   "document, as at generation. `--no_document_masking` lets blocks attend across documents, as "
                   "run_clm does."},
     )
+    shift_block_boundaries: bool = field(
+        default=True,
+        metadata={"help": "From the second epoch on, cut the training text into blocks at a new offset each epoch "
+                  "(drawn from the seed), so text seen again comes in other blocks, behind other context. "
+                  "`--no_shift_block_boundaries`: the same blocks every epoch, as run_clm does."},
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on the first this many packed blocks only (quick runs, debugging)."}
     )
