@@ -4,6 +4,7 @@ resumed run cuts its epoch as before, and `--no_shift_block_boundaries` keeps th
 
 import functools
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from transformers import TrainerState
 from hf_custom_lm.model import CustomLMForCausalLM
 from hf_custom_lm.training import train_language_model
 from hf_custom_lm.training.language_model import prepare_lm_datasets
-from hf_custom_lm.training.shifted_blocks import ShiftBlocksCallback, ShiftedBlocks
+from hf_custom_lm.training.shifted_blocks import ShiftBlocksCallback, ShiftedBlocks, shifted_training_blocks
 
 from .test_training import (  # noqa: F401  (tokenizer_dir is a fixture)
     data_arguments,
@@ -120,3 +121,17 @@ def test_a_run_resumed_inside_a_shifted_epoch_matches_an_uninterrupted_one(tmp_p
         torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6)
     state = json.loads((tmp_path / "resumed" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+
+
+def test_blocks_stay_put_for_a_stream_and_for_workers_that_persist(tmp_path, tokenizer, caplog):
+    blocks = packed_blocks(tmp_path, tokenizer)
+    dataset, callbacks = shifted_training_blocks(blocks, tokenizer.eos_token_id, training_arguments(tmp_path))
+    assert isinstance(dataset, ShiftedBlocks) and isinstance(callbacks[0], ShiftBlocksCallback)
+
+    streamed = blocks.to_iterable_dataset()
+    assert shifted_training_blocks(streamed, tokenizer.eos_token_id, training_arguments(tmp_path)) == (streamed, [])
+
+    persistent = training_arguments(tmp_path, dataloader_num_workers=1, dataloader_persistent_workers=True)
+    with caplog.at_level(logging.WARNING, logger="hf_custom_lm.training.shifted_blocks"):
+        assert shifted_training_blocks(blocks, tokenizer.eos_token_id, persistent) == (blocks, [])
+    assert "--dataloader_persistent_workers false" in caplog.text

@@ -39,7 +39,7 @@ from .packing import bytes_per_token, tokenize_and_pack
 from .report import run_summary
 from .precision import choose_precision
 from .sampled_softmax import SampledSoftmaxCallback, resolve_sampled_softmax
-from .shifted_blocks import ShiftBlocksCallback, ShiftedBlocks
+from .shifted_blocks import shifted_training_blocks
 from .sizing import size_model
 from .tokenization import bundled_corpus_files, load_tokenizer, train_tokenizer
 from .trainer import CustomLMTrainer, build_trainer
@@ -327,9 +327,9 @@ def train_language_model(
         )
         extra_metrics["embedding_coverage"] = report.coverage
 
-    if data_args.shift_block_boundaries and not isinstance(train_dataset, IterableDataset):
-        train_dataset = ShiftedBlocks(train_dataset, tokenizer.eos_token_id, training_args.seed)
-        extra_callbacks = [*(extra_callbacks or ()), ShiftBlocksCallback(train_dataset)]
+    if data_args.shift_block_boundaries:
+        train_dataset, shift_callbacks = shifted_training_blocks(train_dataset, tokenizer.eos_token_id, training_args)
+        extra_callbacks = [*(extra_callbacks or ()), *shift_callbacks]
     trainer = build_trainer(
         model, training_args, tokenizer, train_dataset, eval_dataset, default_data_collator, checkpoint,
         extra_callbacks=extra_callbacks or (), eval_bytes_per_token=bytes_per_token(eval_dataset),

@@ -11,10 +11,14 @@ Measured on held-out Shakespeare at 300 CPU-seconds, where a run goes over the t
 times: benchmarks/RESULTS.md.
 """
 
+import logging
+
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
 
 
 def positions_in_block(tokens: np.ndarray, eos_token_id: int, restart: int | None = None) -> np.ndarray:
@@ -75,3 +79,18 @@ class ShiftBlocksCallback(TrainerCallback):
         # `state.epoch` counts fractions of epochs: 2.6 when resuming inside the third, and at an epoch's start
         # the sum of its steps' fractions, which may fall just short of the whole number
         self.dataset.set_epoch(int(state.epoch + 1e-6) if state.epoch else 0)
+
+
+def shifted_training_blocks(train_dataset, eos_token_id: int, training_args) -> tuple:
+    """`train_dataset` as `ShiftedBlocks` and the callback that sets its epoch, or the dataset as it is and no
+    callback where the cut cannot move: a streamed dataset, or data loader workers that persist across epochs
+    (each keeps the copy of the dataset it started with, so they would cut every epoch at offset 0)."""
+    if isinstance(train_dataset, IterableDataset):
+        return train_dataset, []
+    if training_args.dataloader_num_workers and training_args.dataloader_persistent_workers:
+        logger.warning("Block boundaries stay where packing put them: data loader workers that persist across "
+                       "epochs keep the dataset they started with (`--dataloader_persistent_workers false` lets "
+                       "them move; `--no_shift_block_boundaries` says this is meant).")
+        return train_dataset, []
+    shifted = ShiftedBlocks(train_dataset, eos_token_id, training_args.seed)
+    return shifted, [ShiftBlocksCallback(shifted)]
