@@ -1,5 +1,6 @@
 """Time-budgeted training (`--max_train_time`), sizing for the budget, the run's own tokenizer and its story."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from transformers import AutoTokenizer
 
 from hf_custom_lm.cli.train import interrupted_message
 from hf_custom_lm.training import LMTrainingArguments, build_callbacks, train_language_model
-from hf_custom_lm.training import language_model
+from hf_custom_lm.training import language_model, sizing
 from hf_custom_lm.training.language_model import build_config
 from hf_custom_lm.training.tokenization import train_tokenizer
 from hf_custom_lm.training.budget import TimeBudgetCallback, TrainingClock, budget_lr_lambda, parse_duration
@@ -91,6 +92,19 @@ def test_sizing_picks_a_larger_model_for_a_larger_budget(tmp_path):
     assert large.expected_tokens >= large.parameters * TOKENS_PER_PARAMETER or large.hidden_size == SHAPES[-1][0]
 
 
+def test_a_short_text_lets_the_sizing_choose_a_model_it_goes_over_less_often(monkeypatch):
+    monkeypatch.setattr(sizing, "time_training_step", lambda *args, **kwargs: 0.01)  # every shape alike
+    budget = 29.3  # 2,930 steps of 8 x 128: 3.0M tokens, 1.2M parameters' worth at 2.5 a parameter
+    size = functools.partial(size_for_budget, budget, batch_size=8, block_size=128, vocab_size=8192)
+    tokens = size().expected_tokens
+    assert 2.9e6 < tokens < 3.1e6
+    plenty = size(train_tokens=tokens)  # one pass over the text: the usual rule
+    short = size(train_tokens=tokens // 3)  # three passes: a larger shape, down to 1 token a parameter
+    assert (size().hidden_size, plenty.hidden_size, plenty.num_hidden_layers) == (96, 96, 3)
+    assert (short.hidden_size, short.num_hidden_layers) == (192, 3) and short.parameters <= tokens < 2.5 * short.parameters
+    assert "going over the text 2 times or more" in short.reason and "3 epochs" in short.reason
+
+
 def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir, caplog):
     args = training_arguments(tmp_path, max_steps=2, max_train_time="1h", eval_strategy="no",
                               load_best_model_at_end=False)
@@ -98,7 +112,7 @@ def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir
         train_language_model(model_arguments(tokenizer_dir, config_name=None), data_arguments(tmp_path), args)
     saved = json.loads((Path(args.output_dir) / SIZING_FILE).read_text())
     config = json.loads((Path(args.output_dir) / "config.json").read_text())
-    assert config["hidden_size"] == saved["hidden_size"] and saved["reason"]
+    assert config["hidden_size"] == saved["hidden_size"] and "epochs of the training text" in saved["reason"]
     assert any("Model size for the budget" in record.getMessage() for record in caplog.records)
     assert (Path(args.output_dir) / "checkpoint-2").is_dir()  # the run's end is saved, evaluation or not
 

@@ -285,15 +285,20 @@ def train_language_model(
         check_output_dir(training_args.output_dir)
     checkpoint = resolve_resume_checkpoint(training_args)
     tokenizer = tokenizer_for_run(model_args, data_args, training_args)
-    shape = None
+    shape = datasets = None
     if model_args.model_name_or_path is None and model_args.config_name in (None, "auto") and training_args.max_train_time:
         model_args.config_name = "auto"
+        overrides = parse_config_overrides(model_args.config_overrides)
+        # the text first: the sizing weighs the passes over it that each shape would make
+        max_length = overrides.get("max_position_embeddings", max(data_args.block_size, 256))
+        with training_args.main_process_first(desc="tokenizing and packing"):
+            datasets = prepare_lm_datasets(data_args, tokenizer, max_length, seed=training_args.seed)
+        train_tokens = None if isinstance(datasets[0], IterableDataset) else len(datasets[0]) * data_args.block_size
         # the probe times the step the run will take, with the sampled softmax if it will use one
-        fused_loss = parse_config_overrides(model_args.config_overrides).get("fused_loss", True)
-        draws = resolve_sampled_softmax(training_args, len(tokenizer), fused_loss)
+        draws = resolve_sampled_softmax(training_args, len(tokenizer), overrides.get("fused_loss", True))
         with training_args.main_process_first(desc="sizing the model for the budget"):
             shape = size_model(training_args, data_args, tokenizer, resuming=checkpoint is not None,
-                               sampled_softmax=draws)
+                               sampled_softmax=draws, train_tokens=train_tokens)
     set_seed(training_args.seed)  # the initial weights, identical on every process and in every rerun
     model = build_model(model_args, tokenizer, shape)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
@@ -304,10 +309,11 @@ def train_language_model(
         choose_precision(model.config, training_args, data_args.block_size,
                          resolve_sampled_softmax(training_args, model.config.vocab_size, fused_loss))
 
-    with training_args.main_process_first(desc="tokenizing and packing"):
-        train_dataset, validation = prepare_lm_datasets(
-            data_args, tokenizer, model.config.max_position_embeddings, seed=training_args.seed
-        )
+    if datasets is None:
+        with training_args.main_process_first(desc="tokenizing and packing"):
+            datasets = prepare_lm_datasets(data_args, tokenizer, model.config.max_position_embeddings,
+                                           seed=training_args.seed)
+    train_dataset, validation = datasets
     # Periodic evaluations read a sample (with a time budget, a small one by default: they count against it);
     # the final evaluation reads every validation block.
     max_eval_samples = data_args.max_eval_samples
