@@ -101,7 +101,8 @@ def test_a_short_text_lets_the_sizing_choose_a_model_it_goes_over_less_often(mon
     plenty = size(train_tokens=tokens)  # one pass over the text: the usual rule
     short = size(train_tokens=tokens // 3)  # three passes: a larger shape, down to 1 token a parameter
     assert (size().hidden_size, plenty.hidden_size, plenty.num_hidden_layers) == (96, 96, 3)
-    assert (short.hidden_size, short.num_hidden_layers) == (192, 3) and short.parameters <= tokens < 2.5 * short.parameters
+    assert (short.hidden_size, short.num_hidden_layers) == (192, 3)
+    assert short.parameters <= tokens < 2.5 * short.parameters
     assert "going over the text 2 times or more" in short.reason and "3 epochs" in short.reason
 
 

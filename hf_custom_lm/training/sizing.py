@@ -5,10 +5,10 @@ candidate shape of `SHAPES` (smallest first) is timed for a few training steps o
 run's batch shape, the tokens it would see in the budget are estimated from that, and the largest shape
 that still sees `TOKENS_PER_PARAMETER` tokens per parameter is chosen (fewer where the training text is
 short: a model that would go over it many times gains more from parameters than from passes), with the
-learning rate measured best for it (used unless `--learning_rate` is given). With `--bf16` unset on a CPU with native bf16 each shape is
-timed in both precisions and takes the faster: there a bf16 step of a narrow model costs more than an fp32
-one (the casts outweigh the matmuls), of a wide one less. The choice and the reason are logged in one line and
-saved in the run folder (`sizing.json`).
+learning rate measured best for it (used unless `--learning_rate` is given). With `--bf16` unset on a CPU
+with native bf16 each shape is timed in both precisions and takes the faster: there a bf16 step of a narrow
+model costs more than an fp32 one (the casts outweigh the matmuls), of a wide one less. The choice and the
+reason are logged in one line and saved in the run folder (`sizing.json`).
 """
 
 import json
@@ -136,7 +136,8 @@ def size_for_budget(
         if chosen is None or fits:
             epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
             rule = (f"{DATA_LIMITED_TOKENS_PER_PARAMETER} tokens per parameter going over the text "
-                    f"{DATA_LIMITED_EPOCHS:g} times or more" if data_limited else f"{TOKENS_PER_PARAMETER} tokens per parameter")
+                    f"{DATA_LIMITED_EPOCHS:g} times or more" if data_limited
+                    else f"{TOKENS_PER_PARAMETER} tokens per parameter")
             reason = (
                 f"{parameters / 1e6:.2f}M parameters at {per_step:.3g} s a step ({clock_kind} clock"
                 + (", bf16" if shape_bf16 else "")
