@@ -104,6 +104,9 @@ def test_a_short_text_lets_the_sizing_choose_a_model_it_goes_over_less_often(mon
     assert (short.hidden_size, short.num_hidden_layers) == (192, 3)
     assert short.parameters <= tokens < 2.5 * short.parameters
     assert "going over the text 2 times or more" in short.reason and "3 epochs" in short.reason
+    # two processes see twice the tokens in the same steps: the shape of twice the budget
+    assert size(processes=2).expected_tokens == 2 * tokens
+    assert size(processes=2).hidden_size == size_for_budget(2 * budget, 8, 128, 8192).hidden_size == 128
 
 
 def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir, caplog):

@@ -108,16 +108,18 @@ def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int,
 def size_for_budget(
     budget_seconds: float, batch_size: int, block_size: int, vocab_size: int, clock_kind: str = "wall",
     train_tokens: int | None = None, sampled_softmax: int = 0, device: str | torch.device = "cpu",
-    bf16: bool | None = False, **config_kwargs,
+    bf16: bool | None = False, processes: int = 1, **config_kwargs,
 ) -> SizingChoice:
     """The largest shape of `SHAPES` that sees `TOKENS_PER_PARAMETER` tokens per parameter in the budget, or,
     given `train_tokens` (the training text's size), `DATA_LIMITED_TOKENS_PER_PARAMETER` while going over that
     text `DATA_LIMITED_EPOCHS` times (the smallest shape if none does).
     `sampled_softmax`: the draws a step of the run's sampled softmax, which the probe's steps then take;
     `device` and `bf16`: where the run trains and whether under bf16 autocast, which the probe's steps copy;
-    `bf16=None` times both precisions and takes the faster for each shape."""
+    `bf16=None` times both precisions and takes the faster for each shape. `processes`: the data-parallel
+    processes, each taking a step of `batch_size` blocks at once, so the model sees that many times the tokens
+    of one."""
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
-    tokens_per_step = batch_size * block_size
+    tokens_per_step = batch_size * block_size * processes
     chosen = None
     for hidden, layers, heads, intermediate, learning_rate in SHAPES:
         config = CustomLMConfig(**{"max_position_embeddings": max(block_size, 256), **config_kwargs},
@@ -178,7 +180,7 @@ def size_model(training_args, data_args, tokenizer, resuming: bool, sampled_soft
             training_args.train_time_clock, max_position_embeddings=max(data_args.block_size, 256),
             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id, train_tokens=train_tokens, sampled_softmax=sampled_softmax,
-            device=training_args.device,
+            device=training_args.device, processes=training_args.world_size,
             bf16=None if getattr(training_args, "bf16_from_probe", False) else bool(training_args.bf16),
         )
         if training_args.should_save:
