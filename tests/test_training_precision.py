@@ -106,3 +106,24 @@ def test_only_bf16_left_unset_on_a_native_bf16_cpu_is_timed(tmp_path, monkeypatc
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
     emulated = LMTrainingArguments(output_dir=str(tmp_path), report_to=[])
     assert not emulated.bf16 and not emulated.bf16_from_probe
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_with(tmp_path, tokenizer_dir, monkeypatch, autocast):
+    monkeypatch.setattr(precision, "time_training_step", probe_timings(bf16_faster=True))
+    common = dict(eval_strategy="no", load_best_model_at_end=False, bf16=False, save_steps=2)
+    first = training_arguments(tmp_path, max_steps=2, **common)
+    first.bf16_from_probe = True
+    train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), first)
+    assert json.loads((Path(first.output_dir) / precision.PRECISION_FILE).read_text())["bf16"] is True
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("timed the precision again on resume")
+
+    monkeypatch.setattr(precision, "time_training_step", refuse)
+    autocast.clear()
+    resumed = training_arguments(tmp_path, max_steps=4, **common)
+    resumed.bf16_from_probe, resumed.resume = True, True
+    train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), resumed)
+    assert resumed.bf16 and autocast and all(autocast)
+    state = json.loads((Path(resumed.output_dir) / "trainer_state.json").read_text())
+    assert state["global_step"] == 4

@@ -307,7 +307,8 @@ def train_language_model(
     if shape is None:  # a model sized for the budget has its precision from the sizing's probe
         fused_loss = model.config.fused_loss
         choose_precision(model.config, training_args, data_args.block_size,
-                         resolve_sampled_softmax(training_args, model.config.vocab_size, fused_loss))
+                         resolve_sampled_softmax(training_args, model.config.vocab_size, fused_loss),
+                         resuming=checkpoint is not None)
 
     if datasets is None:
         with training_args.main_process_first(desc="tokenizing and packing"):
