@@ -50,7 +50,9 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(run_dir)
     configure_logging()
     budget = f"a budget of {training_args.max_train_time}" if training_args.max_train_time else "no time budget"
-    print(f"Training on the bundled corpus with {budget} (bf16 autocast: {'on' if training_args.bf16 else 'off'}) ...")
+    precision = ("the faster of fp32 and bf16, timed" if getattr(training_args, "bf16_from_probe", False)
+                 else "bf16 autocast" if training_args.bf16 else "fp32")
+    print(f"Training on the bundled corpus with {budget} (precision: {precision}) ...")
     metrics = train_language_model(model_args, data_args, training_args)
     trained = time.perf_counter()
 
@@ -66,6 +68,7 @@ def main(argv: list[str]) -> int:
     print(f"validation loss      {metrics['eval_loss']:.4f}")
     print(f"validation perplexity {metrics['eval_perplexity']:.2f}")
     print(f"validation bits/byte {metrics['eval_bits_per_byte']:.4f}")
+    print(f"precision            {'bf16 autocast' if training_args.bf16 else 'fp32'}")
     print(f"Hub-ready folder     {EXPORT_DIR}")
     print("=" * 72)
     for sample in samples:
