@@ -27,6 +27,16 @@ def parse_train_args(argv: list[str]) -> tuple[ModelArguments, DataArguments, LM
     return parse_with_config(argv, ARGUMENT_TYPES, prog=PROG, description=DESCRIPTION)
 
 
+def leave_process_group() -> None:
+    """Under torchrun or accelerate launch, leave the process group before the interpreter exits: left to the
+    exit, gloo's threads can abort a process whose work is done ("terminate called without an active
+    exception", then SIGABRT and a failed launch)."""
+    import torch
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def main(argv: list[str]) -> int:
     from ..training import NonFiniteLossError, train_language_model
 
@@ -43,6 +53,8 @@ def main(argv: list[str]) -> int:
         if training_args.should_log:
             print(interrupted_message(training_args.output_dir, argv), file=sys.stderr)
         return 130
+    finally:
+        leave_process_group()
     if training_args.should_log:
         print(
             f"validation loss {metrics['eval_loss']:.4f}, perplexity {metrics['eval_perplexity']:.2f}, "
