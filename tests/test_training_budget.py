@@ -99,14 +99,37 @@ def test_a_short_text_lets_the_sizing_choose_a_model_it_goes_over_less_often(mon
     tokens = size().expected_tokens
     assert 2.9e6 < tokens < 3.1e6
     plenty = size(train_tokens=tokens)  # one pass over the text: the usual rule
-    short = size(train_tokens=tokens // 3)  # three passes: a larger shape, down to 1 token a parameter
+    short = size(train_tokens=tokens // 3)  # three passes: a larger shape, down to 0.8 tokens a parameter
     assert (size().hidden_size, plenty.hidden_size, plenty.num_hidden_layers) == (96, 96, 3)
     assert (short.hidden_size, short.num_hidden_layers) == (192, 3)
-    assert short.parameters <= tokens < 2.5 * short.parameters
-    assert "going over the text 2 times or more" in short.reason and "3 epochs" in short.reason
+    assert sizing.DATA_LIMITED_TOKENS_PER_PARAMETER * short.parameters <= tokens < 2.5 * short.parameters
+    assert "0.8 tokens per parameter going over the text 2 times or more" in short.reason
+    assert "3 epochs" in short.reason
     # two processes see twice the tokens in the same steps: the shape of twice the budget
     assert size(processes=2).expected_tokens == 2 * tokens
     assert size(processes=2).hidden_size == size_for_budget(2 * budget, 8, 128, 8192).hidden_size == 128
+
+
+def test_a_text_the_budget_would_go_over_too_often_takes_a_larger_shape(monkeypatch):
+    # a step's time grows with the shape, as on a real machine: 192 x 3 0.0576 s, 256 x 4 0.1024 s
+    monkeypatch.setattr(sizing, "time_training_step", lambda config, *args, **kwargs: 1e-4 * config.hidden_size
+                        * config.num_hidden_layers)
+    size = functools.partial(size_for_budget, 225, batch_size=8, block_size=128, vocab_size=8192)
+    # 192 x 3 sees 4.0M tokens, 1.4 a parameter (256 x 4: 2.25M, 0.43): four passes over 1M tokens are within
+    # the cap
+    within = size(train_tokens=1_000_000)
+    assert (within.hidden_size, within.num_hidden_layers) == (192, 3) and "4 epochs" in within.reason
+    # eight passes over 0.5M tokens are not: 256 x 4 goes over it 4.5 times, at 0.43 tokens a parameter
+    short = size(train_tokens=500_000)
+    assert (short.hidden_size, short.num_hidden_layers) == (256, 4)
+    assert short.expected_tokens <= sizing.MAX_EPOCHS * 500_000 < within.expected_tokens
+    assert short.expected_tokens < sizing.DATA_LIMITED_TOKENS_PER_PARAMETER * short.parameters
+    assert "4.5 epochs" in short.reason and f"more than {sizing.MAX_EPOCHS:g} times" in short.reason
+    # a text so short that every shape goes over it too often: the largest shape that sees 0.4 tokens a
+    # parameter (384 x 6 would see 1.0M tokens, 0.07 a parameter)
+    tiny = size(train_tokens=10_000)
+    assert (tiny.hidden_size, tiny.num_hidden_layers) == (256, 4)
+    assert tiny.expected_tokens >= sizing.MIN_TOKENS_PER_PARAMETER * tiny.parameters
 
 
 def test_auto_size_is_chosen_logged_and_saved_for_resume(tmp_path, tokenizer_dir, caplog):

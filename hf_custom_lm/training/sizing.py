@@ -53,9 +53,21 @@ TOKENS_PER_PARAMETER = 2.5
 # extra steps go over text it has seen, and more parameters gain more. Measured at 300 CPU-s on a CPU where
 # 128 x 2 went over the text 4.4 to 8.4 times: 192 x 3 (2.4 to 4.4 passes, 1.2 to 1.3 tokens a parameter)
 # scored 0.012 to 0.024 bits per byte better on both held-out texts, two seeds each; at 0.84 tokens a parameter
-# (2.8 passes) 192 x 3 tied 128 x 2. The floor keeps a small text from taking a model it cannot fill.
+# (2.8 passes) 192 x 3 tied 128 x 2. At 600 CPU-s there, 256 x 4 (1.04 tokens a parameter, 3.7 and 6.2 passes)
+# beat 192 x 3 (5.5 and 9.5 passes) by 0.026 and 0.048; at 300, 256 x 4 (0.47, 1.5 passes) lost by 0.012 to
+# 0.021. The floor of 0.8 takes the first and not the second, with room for the probe's error (its step time
+# moves by about 15% with the machine's other work). It keeps a small text from taking a model it cannot fill.
 DATA_LIMITED_EPOCHS = 2.0
-DATA_LIMITED_TOKENS_PER_PARAMETER = 1.0
+DATA_LIMITED_TOKENS_PER_PARAMETER = 0.8
+# Past `MAX_EPOCHS` passes a model learns its training text more than the language, and more budget can make it
+# worse: at 600 CPU-s on a CPU with AMX, 192 x 3 went over the King James text 9.5 times and scored 1.2845
+# bits per byte, against 1.2537 to 1.2599 at 300 CPU-s (4.4 to 4.7 passes); 5.5 passes over Shakespeare still
+# gained over 2.6. A shape that would go over the text more often gives way to the next larger one, below the
+# floor of tokens a parameter, until one does not, but not to one under `MIN_TOKENS_PER_PARAMETER`: the fewest
+# measured, 256 x 4 at 0.47 tokens a parameter, trained a usable model (1.899 against 1.878 to 1.887 for
+# 192 x 3 at 300 CPU-s), and a tiny text should not bring the largest shape.
+MAX_EPOCHS = 6.0
+MIN_TOKENS_PER_PARAMETER = 0.4
 # Timed steps per shape; their median is the estimate, so one step slowed by the machine's other work does not
 # move the choice (with 2, the slower one was taken: a 300-CPU-s run chose 64 x 2 where its twin chose 64 x 4).
 PROBE_STEPS = 5
@@ -113,7 +125,8 @@ def size_for_budget(
 ) -> SizingChoice:
     """The largest shape of `SHAPES` that sees `TOKENS_PER_PARAMETER` tokens per parameter in the budget, or,
     given `train_tokens` (the training text's size), `DATA_LIMITED_TOKENS_PER_PARAMETER` while going over that
-    text `DATA_LIMITED_EPOCHS` times (the smallest shape if none does).
+    text `DATA_LIMITED_EPOCHS` times (the smallest shape if none does); then, while that shape would go over
+    the text more than `MAX_EPOCHS` times, the next larger one that sees `MIN_TOKENS_PER_PARAMETER`.
     `sampled_softmax`: the draws a step of the run's sampled softmax, which the probe's steps then take;
     `device` and `bf16`: where the run trains and whether under bf16 autocast, which the probe's steps copy;
     `bf16=None` times both precisions and takes the faster for each shape. `processes`: the data-parallel
@@ -136,7 +149,10 @@ def size_for_budget(
         tokens = steps * tokens_per_step
         data_limited = bool(train_tokens) and tokens >= DATA_LIMITED_EPOCHS * train_tokens
         fits = tokens >= (DATA_LIMITED_TOKENS_PER_PARAMETER if data_limited else TOKENS_PER_PARAMETER) * parameters
-        if chosen is None or fits:
+        # the shape chosen so far would go over the text more than `MAX_EPOCHS` times: this one replaces it
+        overfits = (bool(train_tokens) and chosen is not None and chosen.expected_tokens > MAX_EPOCHS * train_tokens
+                    and tokens >= MIN_TOKENS_PER_PARAMETER * parameters)
+        if chosen is None or fits or overfits:
             epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
             rule = (f"{DATA_LIMITED_TOKENS_PER_PARAMETER} tokens per parameter going over the text "
                     f"{DATA_LIMITED_EPOCHS:g} times or more" if data_limited
@@ -149,11 +165,14 @@ def size_for_budget(
                 + (f", sampled softmax of {sampled_softmax} draws" if sampled_softmax else "")
                 + ") see about "
                 f"{tokens:,} tokens in {budget_seconds:g} s ({tokens / parameters:.2g} per parameter{epochs}); "
-                + ("the largest shape that sees " if fits else "no shape sees ") + rule
+                + ("the largest shape that sees " + rule if fits
+                   else f"fewer tokens per parameter than the rule's, as the next smaller shape would go over the "
+                   f"text more than {MAX_EPOCHS:g} times" if overfits
+                   else "no shape sees " + rule)
             )
             chosen = SizingChoice(hidden, layers, heads, intermediate, learning_rate, shape_bf16, parameters,
                                   per_step, steps, tokens, reason)
-        if not fits:
+        if not (fits or overfits):
             break
     return chosen
 
