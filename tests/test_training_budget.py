@@ -224,6 +224,19 @@ def test_muon_trains_the_hidden_matrices_and_resumes(tmp_path, tokenizer_dir):
     assert issubclass(MuonWithAdamW, torch.optim.Optimizer)
 
 
+def test_muon_and_adamw_follow_the_scheduler_after_their_state_is_loaded():
+    # accelerate's `prepare` reloads the optimizer's state: the schedule must still reach both optimizers
+    import torch
+
+    from hf_custom_lm.training.optimizers import MuonWithAdamW
+
+    matrix, bias = torch.nn.Parameter(torch.randn(4, 4)), torch.nn.Parameter(torch.zeros(4))
+    optimizer = MuonWithAdamW([{"params": [matrix]}], [{"params": [bias]}], lr=0.1)
+    optimizer.load_state_dict(optimizer.state_dict())
+    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)
+    assert optimizer.muon.param_groups[0]["lr"] == optimizer.adamw.param_groups[0]["lr"] == 0.05
+
+
 def test_run_summary_names_the_tensorboard_folder(tmp_path, tokenizer_dir, caplog):
     args = training_arguments(tmp_path, max_steps=2, eval_strategy="no", load_best_model_at_end=False,
                               report_to=["tensorboard"])

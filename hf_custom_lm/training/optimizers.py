@@ -39,6 +39,10 @@ class MuonWithAdamW(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         self.muon.load_state_dict(state_dict["muon"])
         self.adamw.load_state_dict(state_dict["adamw"])
+        # loading replaces each optimizer's group dicts: share the new ones, or a scheduler (which sets this
+        # optimizer's groups' `lr`) would no longer reach the two that step. accelerate's `prepare` loads the
+        # state once to place it on the device, so this happens in every Trainer run, not only on resume.
+        self.param_groups = self.muon.param_groups + self.adamw.param_groups
 
 
 def is_hidden_matrix(model: nn.Module, name: str, parameter: nn.Parameter) -> bool:
