@@ -205,6 +205,12 @@ class LMTrainingArguments(TrainingArguments):
         metadata={"help": "With `max_train_time`: the final fraction of the budget over which the learning rate "
                   "decays linearly to zero."},
     )
+    embedding_lr_multiplier: float | None = field(
+        default=None,
+        metadata={"help": "The token embeddings' learning rate (the tied output head's too) as a multiple of "
+                  "`learning_rate`: a rare token's row moves only when the token is in the batch. Unset: 3 for a "
+                  "model trained from scratch, 1 when training continues from `model_name_or_path`."},
+    )
     sampled_softmax: int | None = field(
         default=None,
         metadata={"help": "Train the output head on a sampled softmax of the step's targets and this many tokens "
@@ -233,6 +239,9 @@ class LMTrainingArguments(TrainingArguments):
             self._use_time_budget()
         if self.early_stopping_patience < 0:
             raise ValueError(f"`early_stopping_patience` must be >= 0, got {self.early_stopping_patience}.")
+        if self.embedding_lr_multiplier is not None and not self.embedding_lr_multiplier > 0:
+            raise ValueError(f"`embedding_lr_multiplier` must be > 0 (1: the embeddings take `learning_rate`), got "
+                             f"{self.embedding_lr_multiplier}.")
         if self.sampled_softmax is not None and self.sampled_softmax < 0:
             raise ValueError(f"`sampled_softmax` must be >= 0 draws a step (0: the full softmax), got "
                              f"{self.sampled_softmax}.")

@@ -38,6 +38,7 @@ from .loss_curve import LOSS_CURVE_FILENAME, plot_loss_curve
 from .packing import bytes_per_token, tokenize_and_pack
 from .report import run_summary
 from .precision import choose_precision
+from .optimizers import EMBEDDING_LR_MULTIPLIER
 from .sampled_softmax import SampledSoftmaxCallback, resolve_sampled_softmax
 from .shifted_blocks import shifted_training_blocks
 from .sizing import size_model
@@ -303,6 +304,9 @@ def train_language_model(
     model = build_model(model_args, tokenizer, shape)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
                 "outside embeddings)")
+    if training_args.embedding_lr_multiplier is None:  # measured for a model trained from scratch only
+        from_scratch = model_args.model_name_or_path is None
+        training_args.embedding_lr_multiplier = EMBEDDING_LR_MULTIPLIER if from_scratch else 1.0
 
     if shape is None:  # a model sized for the budget has its precision from the sizing's probe
         fused_loss = model.config.fused_loss

@@ -1,4 +1,11 @@
-"""`--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else.
+"""The optimizer's parameter groups: `--embedding_lr_multiplier` and `--hidden_optimizer muon`.
+
+`--embedding_lr_multiplier` gives the token embeddings (the output head too, when tied to them) a learning
+rate of their own, a multiple of `learning_rate`. A row of the table moves only when its token is in the
+batch, input or target, so a rare token's row gets few updates; at the same rate for all, the rows lag the
+decoder (benchmarks/RESULTS.md measures 0.3x, 1x, 3x and 10x).
+
+`--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else.
 
 Muon orthogonalises each matrix's momentum (Newton-Schulz iterations) before the update; it is defined for
 2D weights only, so embeddings, the output head, norms and biases keep AdamW, as in the Muon recipes. With
@@ -11,6 +18,29 @@ import torch
 from torch import nn
 
 HIDDEN_OPTIMIZERS = ("adamw", "muon")
+# The embeddings' learning rate over the others' for a model trained from scratch when
+# `--embedding_lr_multiplier` is unset (benchmarks/RESULTS.md); 1 when training continues from a model.
+EMBEDDING_LR_MULTIPLIER = 3.0
+
+
+def embedding_group_apart(groups: list[dict], embedding: nn.Parameter, multiplier: float) -> list[dict]:
+    """`groups` (parameter-group dicts) with `embedding` moved out of its group into a group of its own, with
+    that group's settings and `multiplier` times its learning rate; unchanged if no group holds it (frozen)."""
+    for index, group in enumerate(groups):
+        if any(p is embedding for p in group["params"]):
+            rest = {**group, "params": [p for p in group["params"] if p is not embedding]}
+            own = {**group, "params": [embedding], "lr": group["lr"] * multiplier}
+            return [*groups[:index], *([rest] if rest["params"] else []), own, *groups[index + 1:]]
+    return groups
+
+
+def separate_embedding_lr(optimizer: torch.optim.Optimizer, embedding: nn.Parameter, multiplier: float) -> None:
+    """Gives `embedding` `multiplier` times its group's learning rate in a new, stateless `optimizer` (before a
+    scheduler records the groups' initial rates)."""
+    groups = embedding_group_apart(optimizer.param_groups, embedding, multiplier)
+    optimizer.param_groups = []
+    for group in groups:
+        optimizer.add_param_group(group)
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
@@ -50,8 +80,10 @@ def is_hidden_matrix(model: nn.Module, name: str, parameter: nn.Parameter) -> bo
     return parameter.ndim == 2 and ".layers." in f".{name}"
 
 
-def muon_with_adamw(model: nn.Module, args, decay_parameter_names: list[str]) -> MuonWithAdamW:
-    """The optimizer for `--hidden_optimizer muon`, with the Trainer's weight-decay rule for the AdamW part."""
+def muon_with_adamw(model: nn.Module, args, decay_parameter_names: list[str],
+                    embedding_lr_multiplier: float = 1.0) -> MuonWithAdamW:
+    """The optimizer for `--hidden_optimizer muon`, with the Trainer's weight-decay rule for the AdamW part and
+    the embeddings' rate `embedding_lr_multiplier` times the others'."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     hidden = [p for name, p in named if is_hidden_matrix(model, name, p)]
     rest = [(name, p) for name, p in named if not is_hidden_matrix(model, name, p)]
@@ -59,7 +91,10 @@ def muon_with_adamw(model: nn.Module, args, decay_parameter_names: list[str]) ->
         {"params": [p for name, p in rest if name in decay_parameter_names], "weight_decay": args.weight_decay},
         {"params": [p for name, p in rest if name not in decay_parameter_names], "weight_decay": 0.0},
     ]
+    adamw_groups = [dict(group, lr=args.learning_rate) for group in adamw_groups if group["params"]]
+    if embedding_lr_multiplier != 1.0:
+        adamw_groups = embedding_group_apart(adamw_groups, model.get_input_embeddings().weight, embedding_lr_multiplier)
     return MuonWithAdamW(
-        [{"params": hidden, "weight_decay": args.weight_decay}], [group for group in adamw_groups if group["params"]],
+        [{"params": hidden, "weight_decay": args.weight_decay}], adamw_groups,
         lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
     )

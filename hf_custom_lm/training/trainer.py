@@ -8,7 +8,7 @@ from ..folders import inference_use_cache
 from .budget import TimeBudgetCallback, budget_scheduler
 from .callbacks import build_callbacks
 from .metrics import language_model_metrics
-from .optimizers import muon_with_adamw
+from .optimizers import muon_with_adamw, separate_embedding_lr
 from .progress import use_plain_progress
 
 
@@ -47,11 +47,19 @@ class CustomLMTrainer(Trainer):
         return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
 
     def create_optimizer(self, model=None):
-        """`--hidden_optimizer muon`: Muon for the decoder's weight matrices, AdamW for the rest (`optimizers.py`)."""
-        if getattr(self.args, "hidden_optimizer", "adamw") == "muon" and self.optimizer is None:
-            model = self.model if model is None else model
-            self.optimizer = muon_with_adamw(model, self.args, self.get_decay_parameter_names(model))
-        return super().create_optimizer(model)
+        """`--hidden_optimizer muon`: Muon for the decoder's weight matrices, AdamW for the rest; with
+        `--embedding_lr_multiplier`, the token embeddings in a group of their own (`optimizers.py`)."""
+        if self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        multiplier = getattr(self.args, "embedding_lr_multiplier", None) or 1.0
+        if getattr(self.args, "hidden_optimizer", "adamw") == "muon":
+            self.optimizer = muon_with_adamw(model, self.args, self.get_decay_parameter_names(model), multiplier)
+            return super().create_optimizer(model)
+        optimizer = super().create_optimizer(model)
+        if multiplier != 1.0:
+            separate_embedding_lr(optimizer, model.get_input_embeddings().weight, multiplier)
+        return optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """With a time budget, the learning rate follows the fraction of the budget spent (`budget.py`)."""
