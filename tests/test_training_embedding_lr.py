@@ -60,6 +60,14 @@ def test_muon_gives_the_embeddings_their_rate_in_its_adamw_part(tmp_path, tokeni
     assert all(g["lr"] < g["initial_lr"] for g in groups)  # the cosine schedule reached the AdamW part
 
 
+def test_resuming_with_another_multiplier_says_which_flag_to_pass(tmp_path, tokenizer_dir):
+    args = training_arguments(tmp_path, max_steps=2, save_steps=2, eval_steps=2, embedding_lr_multiplier=1.0)
+    train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
+    resumed = training_arguments(tmp_path, max_steps=4, save_steps=2, eval_steps=2, resume=True)
+    with pytest.raises(ValueError, match="Resume with the `--embedding_lr_multiplier`"):
+        train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), resumed)
+
+
 @pytest.mark.parametrize("value", [0.0, -1.0])
 def test_a_multiplier_that_is_not_positive_is_refused(tmp_path, value):
     with pytest.raises(ValueError, match="`embedding_lr_multiplier` must be > 0"):

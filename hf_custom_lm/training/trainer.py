@@ -61,6 +61,18 @@ class CustomLMTrainer(Trainer):
             separate_embedding_lr(optimizer, model.get_input_embeddings().weight, multiplier)
         return optimizer
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        try:
+            super()._load_optimizer_and_scheduler(checkpoint)
+        except ValueError as error:
+            if "parameter group" not in str(error):
+                raise
+            raise ValueError(
+                f"The optimizer state in {checkpoint} has other parameter groups than this run's ({error}). Resume "
+                "with the `--embedding_lr_multiplier` and `--hidden_optimizer` the run started with (a run started "
+                "before `--embedding_lr_multiplier` existed: pass 1)."
+            ) from error
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """With a time budget, the learning rate follows the fraction of the budget spent (`budget.py`)."""
         budget = self.time_budget
