@@ -93,6 +93,17 @@ def test_card_from_a_run_folder(run, tmp_path):
     assert card.data.model_name == "export"  # no repo id given: the folder's name
 
 
+def test_card_names_the_hidden_optimizer_and_the_embeddings_rate(run, tmp_path, tokenizer):
+    _, trainer = run
+    args = {**trainer.args.to_dict(), "hidden_optimizer": "muon", "embedding_lr_multiplier": 3.0}
+    text = (export(trainer.model, tokenizer, tmp_path / "export", training_args=args) / "README.md").read_text()
+    assert "| optimizer of the decoder's weight matrices | muon |" in text
+    assert "| embeddings' learning rate (times the peak) | 3.0 |" in text
+    unset = {**trainer.args.to_dict(), "hidden_optimizer": None}  # a Trainer built outside the training script
+    text = (export(trainer.model, tokenizer, tmp_path / "unset", training_args=unset) / "README.md").read_text()
+    assert "weight matrices" not in text
+
+
 def test_card_without_training_args_shows_the_logged_learning_rate(run, tmp_path, tokenizer):
     _, trainer = run
     folder = export(trainer.model, tokenizer, tmp_path / "export", trainer_state=trainer.state)

@@ -39,8 +39,11 @@ def autocast(monkeypatch) -> list:
 def probe_timings(bf16_faster: bool):
     """A stand-in for the probe's timer: this machine may have no native bf16, and a real timing could go either
     way. The training that follows is real."""
-    def timed(config, batch_size, block_size, clock, sampled_softmax=0, device="cpu", bf16=False):
+    def timed(config, batch_size, block_size, clock, sampled_softmax=0, device="cpu", bf16=False,
+              hidden_optimizer="adamw"):
+        timed.optimizers.add(hidden_optimizer)
         return 0.01 if bf16 == bf16_faster else 0.02
+    timed.optimizers = set()
     return timed
 
 
@@ -73,13 +76,15 @@ def test_a_model_sized_for_the_budget_takes_the_precision_timed_faster(tmp_path,
 @pytest.mark.parametrize("bf16_faster", [True, False])
 def test_a_run_of_a_given_shape_takes_the_precision_timed_faster(tmp_path, tokenizer_dir, monkeypatch, autocast,
                                                                  bf16_faster, caplog):
-    monkeypatch.setattr(precision, "time_training_step", probe_timings(bf16_faster))
+    probe = probe_timings(bf16_faster)
+    monkeypatch.setattr(precision, "time_training_step", probe)
     args = training_arguments(tmp_path, max_steps=2, eval_strategy="no", load_best_model_at_end=False,
                               bf16=not bf16_faster)
     args.bf16_from_probe = True
     with caplog.at_level("INFO", logger="hf_custom_lm"):
         train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
     assert args.bf16 == bf16_faster and autocast and set(autocast) == {bf16_faster}
+    assert probe.optimizers == {"muon"}  # the run's optimizer step was timed (a model from scratch: Muon)
     assert any(record.getMessage().startswith("Precision: ") for record in caplog.records)
 
 

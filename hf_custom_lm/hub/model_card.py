@@ -37,6 +37,8 @@ HYPERPARAMETER_LABELS = {
     "lr_scheduler_type": "learning-rate schedule",
     "warmup_steps": "warm-up steps",
     "optim": "optimizer",
+    "hidden_optimizer": "optimizer of the decoder's weight matrices",
+    "embedding_lr_multiplier": "embeddings' learning rate (times the peak)",
     "adam_beta1": "Adam beta1",
     "adam_beta2": "Adam beta2",
     "adam_epsilon": "Adam epsilon",
@@ -106,6 +108,8 @@ def hyperparameter_rows(training_args: dict | None, trainer_state: dict | None) 
     for key, label in HYPERPARAMETER_LABELS.items():
         if training_args and key in training_args:
             value = training_args[key]
+            if value is None:  # unset, and a Trainer built without the training script did not resolve it
+                continue
             if key == "max_steps" and value <= 0:  # -1: the epochs decide
                 continue
             if key == "num_train_epochs" and (training_args.get("max_steps", -1) > 0

@@ -194,10 +194,12 @@ class LMTrainingArguments(TrainingArguments):
         metadata={"help": "What `max_train_time` counts: `wall` time, or this process's `cpu` time (for comparing "
                   "runs on a shared machine).", "choices": ["wall", "cpu"]},
     )
-    hidden_optimizer: str = field(
-        default="adamw",
+    hidden_optimizer: str | None = field(
+        default=None,
         metadata={"help": "`muon`: torch's Muon for the decoder's weight matrices and AdamW for embeddings, norms "
-                  "and head, one learning rate for both; `adamw`: the Trainer's `--optim` for everything.",
+                  "and head, one learning rate for both; `adamw`: the Trainer's `--optim` for everything. Unset: "
+                  "`muon` for a model trained from scratch with the default `--optim` (not under FSDP or "
+                  "DeepSpeed), the checkpoint's when resuming, else `adamw`.",
                   "choices": ["adamw", "muon"]},
     )
     lr_decay_fraction: float = field(

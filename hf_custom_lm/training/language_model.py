@@ -38,7 +38,7 @@ from .loss_curve import LOSS_CURVE_FILENAME, plot_loss_curve
 from .packing import bytes_per_token, tokenize_and_pack
 from .report import run_summary
 from .precision import choose_precision
-from .optimizers import EMBEDDING_LR_MULTIPLIER
+from .optimizers import EMBEDDING_LR_MULTIPLIER, resolve_hidden_optimizer
 from .sampled_softmax import SampledSoftmaxCallback, resolve_sampled_softmax
 from .shifted_blocks import shifted_training_blocks
 from .sizing import size_model
@@ -286,6 +286,8 @@ def train_language_model(
         check_output_dir(training_args.output_dir)
     checkpoint = resolve_resume_checkpoint(training_args)
     tokenizer = tokenizer_for_run(model_args, data_args, training_args)
+    # before the sizing, whose probe times the run's optimizer step
+    resolve_hidden_optimizer(training_args, from_scratch=model_args.model_name_or_path is None, checkpoint=checkpoint)
     shape = datasets = None
     if model_args.model_name_or_path is None and model_args.config_name in (None, "auto") and training_args.max_train_time:
         model_args.config_name = "auto"

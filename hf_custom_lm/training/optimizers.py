@@ -1,11 +1,15 @@
-"""The optimizer's parameter groups: `--embedding_lr_multiplier` and `--hidden_optimizer muon`.
+"""The optimizer's parameter groups: `--embedding_lr_multiplier` and `--hidden_optimizer`.
 
 `--embedding_lr_multiplier` gives the token embeddings (the output head too, when tied to them) a learning
 rate of their own, a multiple of `learning_rate`. A row of the table moves only when its token is in the
 batch, input or target, so a rare token's row gets few updates; at the same rate for all, the rows lag the
 decoder (benchmarks/RESULTS.md measures 0.3x, 1x, 3x and 10x).
 
-`--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else.
+`--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else; the
+default for a model trained from scratch (benchmarks/RESULTS.md: it learns more per CPU-second than AdamW
+at every budget measured, though its step costs more). `adamw`, the Trainer's `--optim` for every weight,
+stays the documented baseline and the default when training continues from a model, with another `--optim`,
+and under FSDP or DeepSpeed, whose processes each hold a slice of a weight where Muon needs the whole matrix.
 
 Muon orthogonalises each matrix's momentum (Newton-Schulz iterations) before the update; it is defined for
 2D weights only, so embeddings, the output head, norms and biases keep AdamW, as in the Muon recipes. With
@@ -14,10 +18,19 @@ drive both. `MuonWithAdamW` is one `torch.optim.Optimizer` over both parameter s
 accelerate and learning-rate schedulers see a single optimizer; its state dict holds both optimizers'.
 """
 
+import logging
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
+from transformers.training_args import OptimizerNames
+
+logger = logging.getLogger(__name__)
 
 HIDDEN_OPTIMIZERS = ("adamw", "muon")
+# The `--optim` values under which an unset `--hidden_optimizer` may take Muon: the Trainer's AdamW.
+ADAMW_OPTIMS = (OptimizerNames.ADAMW_TORCH, OptimizerNames.ADAMW_TORCH_FUSED)
 # The embeddings' learning rate over the others' for a model trained from scratch when
 # `--embedding_lr_multiplier` is unset (benchmarks/RESULTS.md); 1 when training continues from a model.
 EMBEDDING_LR_MULTIPLIER = 3.0
@@ -80,13 +93,48 @@ def is_hidden_matrix(model: nn.Module, name: str, parameter: nn.Parameter) -> bo
     return parameter.ndim == 2 and ".layers." in f".{name}"
 
 
+def sharded_training(training_args) -> bool:
+    """FSDP or DeepSpeed, from the arguments or from `accelerate launch`'s environment."""
+    launched = any(os.environ.get(f"ACCELERATE_USE_{name}", "").lower() in ("1", "true") for name in ("FSDP", "DEEPSPEED"))
+    return bool(training_args.fsdp or training_args.deepspeed) or launched
+
+
+def checkpoint_hidden_optimizer(checkpoint: str | Path) -> str | None:
+    """The `--hidden_optimizer` that wrote `checkpoint`'s optimizer state (None without one): a Muon state holds
+    both optimizers' states under `muon` and `adamw`. Memory-mapped: only the keys are read."""
+    path = Path(checkpoint) / "optimizer.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return "muon" if "muon" in state else "adamw"
+
+
+def resolve_hidden_optimizer(training_args, from_scratch: bool, checkpoint: str | None = None) -> str:
+    """Sets an unset `training_args.hidden_optimizer`: the one of the checkpoint a run resumes from, else
+    `muon` for a model trained from scratch with the Trainer's AdamW on one process or DDP, else `adamw`."""
+    if training_args.hidden_optimizer is None:
+        resumed = checkpoint_hidden_optimizer(checkpoint) if checkpoint else None
+        muon = from_scratch and training_args.optim in ADAMW_OPTIMS and not sharded_training(training_args)
+        training_args.hidden_optimizer = resumed or ("muon" if muon else "adamw")
+        why = ("as the checkpoint's optimizer state" if resumed else "the default for a model trained from scratch"
+               if muon else "the default when training continues from a model, with another `--optim`, or "
+               "under FSDP or DeepSpeed")
+        logger.info(f"`--hidden_optimizer {training_args.hidden_optimizer}` ({why}).")
+    return training_args.hidden_optimizer
+
+
+def hidden_and_other_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[tuple[str, nn.Parameter]]]:
+    """The trainable decoder weight matrices (Muon's), and the other trainable parameters with their names."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    hidden = [p for name, p in named if is_hidden_matrix(model, name, p)]
+    return hidden, [(name, p) for name, p in named if not is_hidden_matrix(model, name, p)]
+
+
 def muon_with_adamw(model: nn.Module, args, decay_parameter_names: list[str],
                     embedding_lr_multiplier: float = 1.0) -> MuonWithAdamW:
     """The optimizer for `--hidden_optimizer muon`, with the Trainer's weight-decay rule for the AdamW part and
     the embeddings' rate `embedding_lr_multiplier` times the others'."""
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    hidden = [p for name, p in named if is_hidden_matrix(model, name, p)]
-    rest = [(name, p) for name, p in named if not is_hidden_matrix(model, name, p)]
+    hidden, rest = hidden_and_other_parameters(model)
     adamw_groups = [
         {"params": [p for name, p in rest if name in decay_parameter_names], "weight_decay": args.weight_decay},
         {"params": [p for name, p in rest if name not in decay_parameter_names], "weight_decay": 0.0},

@@ -37,8 +37,8 @@ def choose_precision(config, training_args, block_size: int, sampled_softmax: in
         return
     clock = time.process_time if training_args.train_time_clock == "cpu" else time.monotonic
     batch_size = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-    timed = {on: time_training_step(config, batch_size, block_size, clock, sampled_softmax, "cpu", on)
-             for on in (False, True)}
+    timed = {on: time_training_step(config, batch_size, block_size, clock, sampled_softmax, "cpu", on,
+                                    training_args.hidden_optimizer or "adamw") for on in (False, True)}
     bf16 = min(timed, key=timed.get)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         shared = [bf16]

@@ -21,6 +21,7 @@ import torch
 
 from ..model import CustomLMConfig, CustomLMForCausalLM
 from .arguments import DEFAULT_LEARNING_RATE
+from .optimizers import MuonWithAdamW, hidden_and_other_parameters
 from .sampled_softmax import CandidateSampler
 
 logger = logging.getLogger(__name__)
@@ -92,16 +93,21 @@ class SizingChoice:
 
 
 def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int, clock, sampled_softmax: int = 0,
-                       device: str | torch.device = "cpu", bf16: bool = False) -> float:
-    """Median of `PROBE_STEPS` timed training steps (forward, backward, AdamW) after one warm-up step, on the
+                       device: str | torch.device = "cpu", bf16: bool = False, hidden_optimizer: str = "adamw") -> float:
+    """Median of `PROBE_STEPS` timed training steps (forward, backward, optimizer) after one warm-up step, on the
     run's device and under its bf16 autocast (on a CPU with AMX a bf16 step can cost a fraction of an fp32 one,
     on a GPU a step is a fraction of a CPU's); with `sampled_softmax` draws, steps of the sampled softmax that
-    the run takes before its learning rate decays."""
+    the run takes before its learning rate decays; with `hidden_optimizer` `muon`, Muon's step (its
+    Newton-Schulz iterations cost a small model a fifth of its steps) beside AdamW's."""
     device = torch.device(device)
     model = CustomLMForCausalLM(config).to(device).train()
     if sampled_softmax:
         model.loss_candidate_sampler = CandidateSampler(config.vocab_size, sampled_softmax)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if hidden_optimizer == "muon":
+        hidden, other = hidden_and_other_parameters(model)
+        optimizer = MuonWithAdamW([{"params": hidden}], [{"params": [p for _, p in other]}], lr=1e-4)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     ids = torch.randint(0, config.vocab_size, (batch_size, block_size), device=device)
     times = []
     for step in range(PROBE_STEPS + 1):
@@ -121,7 +127,7 @@ def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int,
 def size_for_budget(
     budget_seconds: float, batch_size: int, block_size: int, vocab_size: int, clock_kind: str = "wall",
     train_tokens: int | None = None, sampled_softmax: int = 0, device: str | torch.device = "cpu",
-    bf16: bool | None = False, processes: int = 1, **config_kwargs,
+    bf16: bool | None = False, processes: int = 1, hidden_optimizer: str = "adamw", **config_kwargs,
 ) -> SizingChoice:
     """The largest shape of `SHAPES` that sees `TOKENS_PER_PARAMETER` tokens per parameter in the budget, or,
     given `train_tokens` (the training text's size), `DATA_LIMITED_TOKENS_PER_PARAMETER` while going over that
@@ -131,7 +137,7 @@ def size_for_budget(
     `device` and `bf16`: where the run trains and whether under bf16 autocast, which the probe's steps copy;
     `bf16=None` times both precisions and takes the faster for each shape. `processes`: the data-parallel
     processes, each taking a step of `batch_size` blocks at once, so the model sees that many times the tokens
-    of one."""
+    of one. `hidden_optimizer`: the run's, whose step the probe takes."""
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
     tokens_per_step = batch_size * block_size * processes
     chosen = None
@@ -141,8 +147,8 @@ def size_for_budget(
                                 num_attention_heads=heads, intermediate_size=intermediate)
         parameters = CustomLMForCausalLM(config).num_parameters()
         precisions = (False, True) if bf16 is None else (bf16,)
-        timed = {on: time_training_step(config, batch_size, block_size, clock, sampled_softmax, device, on)
-                 for on in precisions}
+        timed = {on: time_training_step(config, batch_size, block_size, clock, sampled_softmax, device, on,
+                                        hidden_optimizer) for on in precisions}
         shape_bf16 = min(timed, key=timed.get)
         per_step = timed[shape_bf16]
         steps = int(budget_seconds / per_step)
@@ -163,6 +169,7 @@ def size_for_budget(
                 + (f" against {timed[False]:.3g} in fp32" if shape_bf16 and False in timed else "")
                 + (f", faster than {timed[True]:.3g} in bf16" if not shape_bf16 and True in timed else "")
                 + (f", sampled softmax of {sampled_softmax} draws" if sampled_softmax else "")
+                + (", Muon" if hidden_optimizer == "muon" else "")
                 + ") see about "
                 f"{tokens:,} tokens in {budget_seconds:g} s ({tokens / parameters:.2g} per parameter{epochs}); "
                 + ("the largest shape that sees " + rule if fits
@@ -202,6 +209,7 @@ def size_model(training_args, data_args, tokenizer, resuming: bool, sampled_soft
             pad_token_id=tokenizer.pad_token_id, train_tokens=train_tokens, sampled_softmax=sampled_softmax,
             device=training_args.device, processes=training_args.world_size,
             bf16=None if getattr(training_args, "bf16_from_probe", False) else bool(training_args.bf16),
+            hidden_optimizer=training_args.hidden_optimizer or "adamw",
         )
         if training_args.should_save:
             save_sizing(sized, training_args.output_dir)
