@@ -1,5 +1,6 @@
 """`--embedding_lr_multiplier`: the token embeddings (and the head tied to them) train at a multiple of the
-learning rate, 3x by default for a model trained from scratch, 1x when training continues from a model."""
+learning rate, 3x by default for a model trained from scratch with AdamW, 1x with Muon or when training
+continues from a model."""
 
 from pathlib import Path
 
@@ -34,8 +35,9 @@ def test_the_embedding_leaves_its_group_with_a_multiple_of_its_rate():
     assert embedding_group_apart(groups[1:], embedding, 3.0) == groups[1:]  # frozen: in no group
 
 
-def test_a_model_from_scratch_trains_its_embeddings_faster_and_a_continued_one_does_not(tmp_path, tokenizer_dir):
-    args = training_arguments(tmp_path, max_steps=2, save_steps=2, eval_steps=2)
+def test_a_model_from_scratch_trains_its_embeddings_faster_under_adamw_and_a_continued_one_does_not(
+        tmp_path, tokenizer_dir):
+    args = training_arguments(tmp_path, max_steps=2, save_steps=2, eval_steps=2, hidden_optimizer="adamw")
     train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
     assert args.embedding_lr_multiplier == EMBEDDING_LR_MULTIPLIER
     rates = sorted(g["initial_lr"] for g in saved_groups(Path(args.output_dir), 2))
@@ -61,7 +63,7 @@ def test_muon_gives_the_embeddings_their_rate_in_its_adamw_part(tmp_path, tokeni
 
 
 def test_resuming_with_another_multiplier_says_which_flag_to_pass(tmp_path, tokenizer_dir):
-    args = training_arguments(tmp_path, max_steps=2, save_steps=2, eval_steps=2, embedding_lr_multiplier=1.0)
+    args = training_arguments(tmp_path, max_steps=2, save_steps=2, eval_steps=2, embedding_lr_multiplier=2.0)
     train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), args)
     resumed = training_arguments(tmp_path, max_steps=4, save_steps=2, eval_steps=2, resume=True)
     with pytest.raises(ValueError, match="Resume with the `--embedding_lr_multiplier`"):

@@ -52,7 +52,7 @@ def test_unset_it_resumes_with_the_checkpoints_optimizer(tmp_path):
 def test_a_run_from_scratch_trains_with_muon_and_a_run_from_a_model_with_adamw(tmp_path, tokenizer_dir):
     scratch = training_arguments(tmp_path / "scratch", max_steps=2, save_steps=2, eval_steps=2)
     train_language_model(model_arguments(tokenizer_dir), data_arguments(tmp_path), scratch)
-    assert scratch.hidden_optimizer == "muon"
+    assert scratch.hidden_optimizer == "muon" and scratch.embedding_lr_multiplier == 1.0  # 3x is AdamW's
     state = torch.load(Path(scratch.output_dir) / "checkpoint-2" / "optimizer.pt", weights_only=True)
     assert set(state) == {"muon", "adamw"} and state["muon"]["state"]
 

@@ -211,7 +211,8 @@ class LMTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "The token embeddings' learning rate (the tied output head's too) as a multiple of "
                   "`learning_rate`: a rare token's row moves only when the token is in the batch. Unset: 3 for a "
-                  "model trained from scratch, 1 when training continues from `model_name_or_path`."},
+                  "model trained from scratch with `--hidden_optimizer adamw`, else 1 (Muon, or training "
+                  "continued from `model_name_or_path`)."},
     )
     sampled_softmax: int | None = field(
         default=None,

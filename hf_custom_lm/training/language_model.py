@@ -306,9 +306,10 @@ def train_language_model(
     model = build_model(model_args, tokenizer, shape)
     logger.info(f"Model: {model.num_parameters():,} parameters ({model.num_parameters(exclude_embeddings=True):,} "
                 "outside embeddings)")
-    if training_args.embedding_lr_multiplier is None:  # measured for a model trained from scratch only
+    if training_args.embedding_lr_multiplier is None:  # a gain for AdamW from scratch only (optimizers.py)
         from_scratch = model_args.model_name_or_path is None
-        training_args.embedding_lr_multiplier = EMBEDDING_LR_MULTIPLIER if from_scratch else 1.0
+        adamw = training_args.hidden_optimizer == "adamw"
+        training_args.embedding_lr_multiplier = EMBEDDING_LR_MULTIPLIER if from_scratch and adamw else 1.0
 
     if shape is None:  # a model sized for the budget has its precision from the sizing's probe
         fused_loss = model.config.fused_loss
