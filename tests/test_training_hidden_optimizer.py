@@ -83,3 +83,12 @@ def test_the_sizing_probe_times_the_runs_optimizer(monkeypatch, hidden_optimizer
     if built:  # the decoder's matrices in Muon, the embeddings and norms in AdamW
         assert all(p.ndim == 2 for group in built[0].muon.param_groups for p in group["params"])
         assert any(p.ndim == 1 for group in built[0].adamw.param_groups for p in group["params"])
+
+
+def test_under_muon_the_sizing_takes_a_shape_that_sees_fewer_tokens_a_parameter(monkeypatch):
+    monkeypatch.setattr(sizing, "time_training_step", lambda *args, **kwargs: 0.01)  # every shape alike
+    # 2,930 steps of 8 x 128, 3.0M tokens: 2.7 a parameter for 96 x 3, 2.1 for 128 x 2, 1.0 for 192 x 3
+    adamw = sizing.size_for_budget(29.3, batch_size=8, block_size=128, vocab_size=8192)
+    muon = sizing.size_for_budget(29.3, batch_size=8, block_size=128, vocab_size=8192, hidden_optimizer="muon")
+    assert (adamw.hidden_size, muon.hidden_size, muon.num_hidden_layers) == (96, 128, 2)
+    assert f"{sizing.MUON_TOKENS_PER_PARAMETER} tokens per parameter" in muon.reason

@@ -3,7 +3,8 @@
 A short budget is best spent on a small model that sees many tokens, a long one on a larger model: each
 candidate shape of `SHAPES` (smallest first) is timed for a few training steps on random tokens of the
 run's batch shape, the tokens it would see in the budget are estimated from that, and the largest shape
-that still sees `TOKENS_PER_PARAMETER` tokens per parameter is chosen (fewer where the training text is
+that still sees `TOKENS_PER_PARAMETER` tokens per parameter (`MUON_TOKENS_PER_PARAMETER` under Muon) is
+chosen (fewer where the training text is
 short: a model that would go over it many times gains more from parameters than from passes), with the
 learning rate measured best for it (used unless `--learning_rate` is given). With `--bf16` unset on a CPU
 with native bf16 each shape is timed in both precisions and takes the faster: there a bf16 step of a narrow
@@ -49,6 +50,12 @@ SHAPES = (
 # to be chosen. 2.5 picks the shapes above at their budgets: the probe gave 64 x 4 1.6 tokens a parameter at
 # 150 CPU-s and 3.2 at 300, 96 x 3 1.5 at 300 and 3.1 at 600, 128 x 2 2.2 at 600.
 TOKENS_PER_PARAMETER = 2.5
+# Under Muon, which learns more a token (at equal steps 0.013 to 0.044 bits per byte better than AdamW) and
+# whose step costs 10 to 20% more, a shape needs fewer: at 150 CPU-s on held-out Shakespeare on a CPU with
+# AMX, with Muon, 128 x 2 at 1.8 tokens a parameter (2521 and 2429 steps) scored 1.9072 and 1.9030 where
+# 64 x 4 at 3.2 (the rule of 2.5 chose it) scored 1.9133 (seed 0); with AdamW there 128 x 2 had beaten
+# 64 x 4 by 0.045. 1.5 takes 128 x 2 there with room for the probe's error.
+MUON_TOKENS_PER_PARAMETER = 1.5
 # Short of text, a larger shape is also chosen if it still goes over the training text `DATA_LIMITED_EPOCHS`
 # times and sees `DATA_LIMITED_TOKENS_PER_PARAMETER` tokens a parameter: beyond a few passes a small model's
 # extra steps go over text it has seen, and more parameters gain more. Measured at 300 CPU-s on a CPU where
@@ -137,9 +144,11 @@ def size_for_budget(
     `device` and `bf16`: where the run trains and whether under bf16 autocast, which the probe's steps copy;
     `bf16=None` times both precisions and takes the faster for each shape. `processes`: the data-parallel
     processes, each taking a step of `batch_size` blocks at once, so the model sees that many times the tokens
-    of one. `hidden_optimizer`: the run's, whose step the probe takes."""
+    of one. `hidden_optimizer`: the run's, whose step the probe takes; with `muon` a shape must see
+    `MUON_TOKENS_PER_PARAMETER` tokens a parameter instead of `TOKENS_PER_PARAMETER`."""
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
     tokens_per_step = batch_size * block_size * processes
+    tokens_per_parameter = MUON_TOKENS_PER_PARAMETER if hidden_optimizer == "muon" else TOKENS_PER_PARAMETER
     chosen = None
     for hidden, layers, heads, intermediate, learning_rate in SHAPES:
         config = CustomLMConfig(**{"max_position_embeddings": max(block_size, 256), **config_kwargs},
@@ -154,7 +163,7 @@ def size_for_budget(
         steps = int(budget_seconds / per_step)
         tokens = steps * tokens_per_step
         data_limited = bool(train_tokens) and tokens >= DATA_LIMITED_EPOCHS * train_tokens
-        fits = tokens >= (DATA_LIMITED_TOKENS_PER_PARAMETER if data_limited else TOKENS_PER_PARAMETER) * parameters
+        fits = tokens >= (DATA_LIMITED_TOKENS_PER_PARAMETER if data_limited else tokens_per_parameter) * parameters
         # the shape chosen so far would go over the text more than `MAX_EPOCHS` times: this one replaces it
         overfits = (bool(train_tokens) and chosen is not None and chosen.expected_tokens > MAX_EPOCHS * train_tokens
                     and tokens >= MIN_TOKENS_PER_PARAMETER * parameters)
@@ -162,7 +171,7 @@ def size_for_budget(
             epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
             rule = (f"{DATA_LIMITED_TOKENS_PER_PARAMETER} tokens per parameter going over the text "
                     f"{DATA_LIMITED_EPOCHS:g} times or more" if data_limited
-                    else f"{TOKENS_PER_PARAMETER} tokens per parameter")
+                    else f"{tokens_per_parameter} tokens per parameter")
             reason = (
                 f"{parameters / 1e6:.2f}M parameters at {per_step:.3g} s a step ({clock_kind} clock"
                 + (", bf16" if shape_bf16 else "")
