@@ -92,3 +92,9 @@ def test_under_muon_the_sizing_takes_a_shape_that_sees_fewer_tokens_a_parameter(
     muon = sizing.size_for_budget(29.3, batch_size=8, block_size=128, vocab_size=8192, hidden_optimizer="muon")
     assert (adamw.hidden_size, muon.hidden_size, muon.num_hidden_layers) == (96, 128, 2)
     assert f"{sizing.MUON_TOKENS_PER_PARAMETER} tokens per parameter" in muon.reason
+    # short of text (three passes): the floor scales alike, 192 x 3 at 1.0 a parameter becomes 256 x 4 at 0.5
+    tokens = adamw.expected_tokens
+    short_adamw = sizing.size_for_budget(29.3, 8, 128, 8192, train_tokens=tokens // 3)
+    short_muon = sizing.size_for_budget(29.3, 8, 128, 8192, train_tokens=tokens // 3, hidden_optimizer="muon")
+    assert (short_adamw.hidden_size, short_muon.hidden_size) == (192, 256)
+    assert f"{sizing.MUON_DATA_LIMITED_TOKENS_PER_PARAMETER} tokens per parameter going over" in short_muon.reason

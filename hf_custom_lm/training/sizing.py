@@ -54,8 +54,11 @@ TOKENS_PER_PARAMETER = 2.5
 # whose step costs 10 to 20% more, a shape needs fewer: at 150 CPU-s on held-out Shakespeare on a CPU with
 # AMX, with Muon, 128 x 2 at 1.8 tokens a parameter (2521 and 2429 steps) scored 1.9072 and 1.9030 where
 # 64 x 4 at 3.2 (the rule of 2.5 chose it) scored 1.9133 (seed 0); with AdamW there 128 x 2 had beaten
-# 64 x 4 by 0.045. 1.5 takes 128 x 2 there with room for the probe's error.
+# 64 x 4 by 0.045. 1.5 takes 128 x 2 there with room for the probe's error. The floor where the text runs
+# short scales alike (0.8 x 1.5 / 2.5): at 300 CPU-s on the King James text the probe put Muon's 192 x 3 at
+# 0.82 tokens a parameter in one run (chosen: 1.2381) and under 0.8 in its twin (128 x 2 instead: 1.2693).
 MUON_TOKENS_PER_PARAMETER = 1.5
+MUON_DATA_LIMITED_TOKENS_PER_PARAMETER = 0.48
 # Short of text, a larger shape is also chosen if it still goes over the training text `DATA_LIMITED_EPOCHS`
 # times and sees `DATA_LIMITED_TOKENS_PER_PARAMETER` tokens a parameter: beyond a few passes a small model's
 # extra steps go over text it has seen, and more parameters gain more. Measured at 300 CPU-s on a CPU where
@@ -145,10 +148,13 @@ def size_for_budget(
     `bf16=None` times both precisions and takes the faster for each shape. `processes`: the data-parallel
     processes, each taking a step of `batch_size` blocks at once, so the model sees that many times the tokens
     of one. `hidden_optimizer`: the run's, whose step the probe takes; with `muon` a shape must see
-    `MUON_TOKENS_PER_PARAMETER` tokens a parameter instead of `TOKENS_PER_PARAMETER`."""
+    `MUON_TOKENS_PER_PARAMETER` tokens a parameter instead of `TOKENS_PER_PARAMETER` (and, short of text,
+    `MUON_DATA_LIMITED_TOKENS_PER_PARAMETER`)."""
     clock = time.process_time if clock_kind == "cpu" else time.monotonic
     tokens_per_step = batch_size * block_size * processes
-    tokens_per_parameter = MUON_TOKENS_PER_PARAMETER if hidden_optimizer == "muon" else TOKENS_PER_PARAMETER
+    muon = hidden_optimizer == "muon"
+    tokens_per_parameter = MUON_TOKENS_PER_PARAMETER if muon else TOKENS_PER_PARAMETER
+    data_limited_floor = MUON_DATA_LIMITED_TOKENS_PER_PARAMETER if muon else DATA_LIMITED_TOKENS_PER_PARAMETER
     chosen = None
     for hidden, layers, heads, intermediate, learning_rate in SHAPES:
         config = CustomLMConfig(**{"max_position_embeddings": max(block_size, 256), **config_kwargs},
@@ -163,13 +169,13 @@ def size_for_budget(
         steps = int(budget_seconds / per_step)
         tokens = steps * tokens_per_step
         data_limited = bool(train_tokens) and tokens >= DATA_LIMITED_EPOCHS * train_tokens
-        fits = tokens >= (DATA_LIMITED_TOKENS_PER_PARAMETER if data_limited else tokens_per_parameter) * parameters
+        fits = tokens >= (data_limited_floor if data_limited else tokens_per_parameter) * parameters
         # the shape chosen so far would go over the text more than `MAX_EPOCHS` times: this one replaces it
         overfits = (bool(train_tokens) and chosen is not None and chosen.expected_tokens > MAX_EPOCHS * train_tokens
                     and tokens >= MIN_TOKENS_PER_PARAMETER * parameters)
         if chosen is None or fits or overfits:
             epochs = f", {tokens / train_tokens:.2g} epochs of the training text" if train_tokens else ""
-            rule = (f"{DATA_LIMITED_TOKENS_PER_PARAMETER} tokens per parameter going over the text "
+            rule = (f"{data_limited_floor} tokens per parameter going over the text "
                     f"{DATA_LIMITED_EPOCHS:g} times or more" if data_limited
                     else f"{tokens_per_parameter} tokens per parameter")
             reason = (
