@@ -287,7 +287,7 @@ def train_language_model(
     checkpoint = resolve_resume_checkpoint(training_args)
     tokenizer = tokenizer_for_run(model_args, data_args, training_args)
     # before the sizing, whose probe times the run's optimizer step
-    resolve_hidden_optimizer(training_args, from_scratch=model_args.model_name_or_path is None, checkpoint=checkpoint)
+    resolve_hidden_optimizer(training_args, model_args.model_name_or_path is None, checkpoint)
     shape = datasets = None
     if model_args.model_name_or_path is None and model_args.config_name in (None, "auto") and training_args.max_train_time:
         model_args.config_name = "auto"

@@ -4,8 +4,7 @@
 rate of their own, a multiple of `learning_rate`. A row of the table moves only when its token is in the
 batch, input or target, so a rare token's row gets few updates; at the same rate for all, the rows lag the
 decoder under AdamW (benchmarks/RESULTS.md measures 0.3x, 1x, 3x and 10x). Under Muon, 3x lost to 1x in five
-of six pairs at equal steps: Muon's orthogonalised steps move the decoder's matrices in every direction at
-once, and the embeddings at 1x keep pace.
+of six pairs at equal steps, so there it stays 1.
 
 `--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else; the
 default for a model trained from scratch (benchmarks/RESULTS.md: it learns more per CPU-second than AdamW
@@ -97,7 +96,8 @@ def is_hidden_matrix(model: nn.Module, name: str, parameter: nn.Parameter) -> bo
 
 def sharded_training(training_args) -> bool:
     """FSDP or DeepSpeed, from the arguments or from `accelerate launch`'s environment."""
-    launched = any(os.environ.get(f"ACCELERATE_USE_{name}", "").lower() in ("1", "true") for name in ("FSDP", "DEEPSPEED"))
+    launched = any(os.environ.get(f"ACCELERATE_USE_{name}", "").lower() in ("1", "true")
+                   for name in ("FSDP", "DEEPSPEED"))
     return bool(training_args.fsdp or training_args.deepspeed) or launched
 
 

@@ -51,12 +51,13 @@ SHAPES = (
 # 150 CPU-s and 3.2 at 300, 96 x 3 1.5 at 300 and 3.1 at 600, 128 x 2 2.2 at 600.
 TOKENS_PER_PARAMETER = 2.5
 # Under Muon, which learns more a token (at equal steps 0.013 to 0.044 bits per byte better than AdamW) and
-# whose step costs 10 to 20% more, a shape needs fewer: at 150 CPU-s on held-out Shakespeare on a CPU with
+# whose step costs up to a fifth more, a shape needs fewer: at 150 CPU-s on held-out Shakespeare on a CPU with
 # AMX, with Muon, 128 x 2 at 1.8 tokens a parameter (2521 and 2429 steps) scored 1.9072 and 1.9030 where
 # 64 x 4 at 3.2 (the rule of 2.5 chose it) scored 1.9133 (seed 0); with AdamW there 128 x 2 had beaten
 # 64 x 4 by 0.045. 1.5 takes 128 x 2 there with room for the probe's error. The floor where the text runs
 # short scales alike (0.8 x 1.5 / 2.5): at 300 CPU-s on the King James text the probe put Muon's 192 x 3 at
-# 0.82 tokens a parameter in one run (chosen: 1.2381) and under 0.8 in its twin (128 x 2 instead: 1.2693).
+# 0.82 tokens a parameter in the seed-0 run (chosen: 1.2381) and under 0.8 in the seed-1 run (128 x 2
+# instead: 1.2693).
 MUON_TOKENS_PER_PARAMETER = 1.5
 MUON_DATA_LIMITED_TOKENS_PER_PARAMETER = 0.48
 # Short of text, a larger shape is also chosen if it still goes over the training text `DATA_LIMITED_EPOCHS`
@@ -103,7 +104,8 @@ class SizingChoice:
 
 
 def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int, clock, sampled_softmax: int = 0,
-                       device: str | torch.device = "cpu", bf16: bool = False, hidden_optimizer: str = "adamw") -> float:
+                       device: str | torch.device = "cpu", bf16: bool = False,
+                       hidden_optimizer: str = "adamw") -> float:
     """Median of `PROBE_STEPS` timed training steps (forward, backward, optimizer) after one warm-up step, on the
     run's device and under its bf16 autocast (on a CPU with AMX a bf16 step can cost a fraction of an fp32 one,
     on a GPU a step is a fraction of a CPU's); with `sampled_softmax` draws, steps of the sampled softmax that
