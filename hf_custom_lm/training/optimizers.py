@@ -29,7 +29,6 @@ from transformers.training_args import OptimizerNames
 
 logger = logging.getLogger(__name__)
 
-HIDDEN_OPTIMIZERS = ("adamw", "muon")
 # The `--optim` values under which an unset `--hidden_optimizer` may take Muon: the Trainer's AdamW.
 ADAMW_OPTIMS = (OptimizerNames.ADAMW_TORCH, OptimizerNames.ADAMW_TORCH_FUSED)
 # The embeddings' learning rate over the others' for a model trained from scratch with AdamW when
