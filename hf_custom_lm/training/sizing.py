@@ -115,11 +115,12 @@ def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int,
     model = CustomLMForCausalLM(config).to(device).train()
     if sampled_softmax:
         model.loss_candidate_sampler = CandidateSampler(config.vocab_size, sampled_softmax)
+    # AdamW fused, as the default `--optim adamw_torch_fused` takes it
     if hidden_optimizer == "muon":
         hidden, other = hidden_and_other_parameters(model)
-        optimizer = MuonWithAdamW([{"params": hidden}], [{"params": [p for _, p in other]}], lr=1e-4)
+        optimizer = MuonWithAdamW([{"params": hidden}], [{"params": [p for _, p in other]}], lr=1e-4, fused=True)
     else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     ids = torch.randint(0, config.vocab_size, (batch_size, block_size), device=device)
     times = []
     for step in range(PROBE_STEPS + 1):
