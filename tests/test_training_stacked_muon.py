@@ -67,3 +67,15 @@ def test_muons_adamw_is_fused_as_the_optim_says(optim, fused):
     args = LMTrainingArguments(output_dir="unused", report_to=[], optim=optim)
     optimizer = muon_with_adamw(model, args, decay_parameter_names=[])
     assert isinstance(optimizer.muon, StackedMuon) and optimizer.adamw.defaults["fused"] is fused
+
+
+def test_stacked_muon_keeps_dtypes_apart():
+    # same shape, two dtypes: two stacks, each updated as torch's Muon updates it
+    ours = [nn.Parameter(torch.randn(8, 8) * 0.1), nn.Parameter(torch.randn(8, 8, dtype=torch.float64) * 0.1)]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours, theirs):
+        a.grad = torch.randn_like(a)
+        b.grad = a.grad.clone()
+    StackedMuon(ours, lr=0.02).step(), torch.optim.Muon(theirs, lr=0.02).step()
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype and torch.allclose(a, b, rtol=0, atol=1e-4)

@@ -9,11 +9,13 @@ of six pairs at equal steps, so there it stays 1.
 `--hidden_optimizer muon`: torch's Muon for the decoder's weight matrices, AdamW for everything else; the
 default for a model trained from scratch (benchmarks/RESULTS.md: 0.013 to 0.044 bits per byte better than
 AdamW at equal steps, and better on the clock at 150 and 300 CPU-s in every pair, though its step costs more).
-`adamw`, the Trainer's `--optim` for every weight, stays the documented baseline and the default when training continues from a model, with another `--optim`,
-and under FSDP or DeepSpeed, whose processes each hold a slice of a weight where Muon needs the whole matrix.
+`adamw`, the Trainer's `--optim` for every weight, stays the documented baseline and the default when training
+continues from a model, with another `--optim`, and under FSDP or DeepSpeed, whose processes each hold a slice
+of a weight where Muon needs the whole matrix.
 
 Muon orthogonalises each matrix's momentum (Newton-Schulz iterations) before the update, here batched over
-the matrices of one shape (`stacked_muon.py`: torch's update in fewer calls); it is defined for 2D weights only, so embeddings, the output head, norms and biases keep AdamW, as in the Muon recipes. With
+the matrices of one shape (`stacked_muon.py`: torch's update in fewer calls); it is defined for 2D weights
+only, so embeddings, the output head, norms and biases keep AdamW, as in the Muon recipes. With
 `adjust_lr_fn="match_rms_adamw"` Muon's updates have AdamW's scale, so one learning rate and one schedule
 drive both. `MuonWithAdamW` is one `torch.optim.Optimizer` over both parameter sets, so the Trainer,
 accelerate and learning-rate schedulers see a single optimizer; its state dict holds both optimizers'.
@@ -138,7 +140,8 @@ def muon_with_adamw(model: nn.Module, args, decay_parameter_names: list[str],
                     embedding_lr_multiplier: float = 1.0) -> MuonWithAdamW:
     """The optimizer for `--hidden_optimizer muon`, with the Trainer's weight-decay rule for the AdamW part, the
     embeddings' rate `embedding_lr_multiplier` times the others', and a fused AdamW under the default `--optim`
-    (one kernel for all its tensors: 4.7 ms a step against 0.9 for a 128 x 2 model's embeddings and norms)."""
+    (one kernel for all its tensors: 1.4 ms a step against 6.1 for a 128 x 2 model's embeddings and norms,
+    benchmarks/bench_optimizer.py)."""
     hidden, rest = hidden_and_other_parameters(model)
     adamw_groups = [
         {"params": [p for name, p in rest if name in decay_parameter_names], "weight_decay": args.weight_decay},

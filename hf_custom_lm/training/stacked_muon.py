@@ -2,11 +2,12 @@
 
 `torch.optim.Muon` orthogonalises each weight matrix's momentum on its own: five Newton-Schulz iterations of
 three small bf16 matrix products each, so a decoder of L layers launches 7 x L x 15 products a step. For the
-small models trained on a CPU those products are mostly call overhead: on one thread, for a 128 x 2 model
-(14 matrices) the iterations cost 15 ms a step one matrix at a time and 7 ms stacked; for 64 x 4, 22 ms and
-4 ms (benchmarks/RESULTS.md). A decoder's matrices come in two or three shapes (q/k/v/o, gate/up, down), so
-stacking each shape (tall matrices transposed, as torch's iteration transposes them) and iterating with
-`torch.baddbmm` gives the same update in a few calls. The state (`momentum_buffer`), the parameter groups,
+small models trained on a CPU those products are mostly call overhead: on one thread torch's Muon step took
+12.8 ms for a 128 x 2 model (14 matrices) and this one 6.6; for 64 x 4, 15.9 and 4.2; for 256 x 4, where the
+products themselves cost, 65 and 51 (benchmarks/bench_optimizer.py, benchmarks/RESULTS.md). A decoder's
+matrices come in two or three shapes (q/k/v/o, gate/up, down), so stacking each shape (tall matrices
+transposed, as torch's iteration transposes them) and iterating with `torch.baddbmm` gives the same update
+in a few calls. The state (`momentum_buffer`), the parameter groups,
 the learning-rate adjustment and the weight decay are torch's, so a state dict loads into either optimizer.
 """
 
@@ -47,11 +48,12 @@ class StackedMuon(torch.optim.Muon):
             momentum = group["momentum"]
             torch._foreach_lerp_(buffers, grads, 1 - momentum)
             updates = torch._foreach_lerp(grads, buffers, momentum) if group["nesterov"] else buffers
-            # tall matrices are iterated transposed (wide), so a shape and its transpose share a stack
+            # tall matrices are iterated transposed (wide), so a shape and its transpose share a stack; one
+            # stack holds one dtype on one device
             stacks = defaultdict(list)
             for index, update in enumerate(updates):
                 tall = update.size(0) > update.size(1)
-                stacks[(update.T if tall else update).shape].append((index, tall))
+                stacks[((update.T if tall else update).shape, update.dtype, update.device)].append((index, tall))
             for members in stacks.values():
                 stacked = torch.stack([updates[i].T if tall else updates[i] for i, tall in members])
                 orthogonal = newton_schulz(stacked, group["ns_coefficients"], group["ns_steps"], group["eps"])
