@@ -69,8 +69,8 @@ def test_muons_adamw_is_fused_as_the_optim_says(optim, fused):
     assert isinstance(optimizer.muon, StackedMuon) and optimizer.adamw.defaults["fused"] is fused
 
 
-def test_stacked_muon_keeps_dtypes_apart():
-    # same shape, two dtypes: two stacks, each updated as torch's Muon updates it
+def test_stacked_muon_steps_one_shape_in_two_dtypes_as_torchs_muon():
+    # one stack (float64 by promotion), iterated in bf16 as torch iterates each matrix
     ours = [nn.Parameter(torch.randn(8, 8) * 0.1), nn.Parameter(torch.randn(8, 8, dtype=torch.float64) * 0.1)]
     theirs = [nn.Parameter(p.detach().clone()) for p in ours]
     for a, b in zip(ours, theirs):

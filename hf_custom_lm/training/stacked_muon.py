@@ -48,12 +48,12 @@ class StackedMuon(torch.optim.Muon):
             momentum = group["momentum"]
             torch._foreach_lerp_(buffers, grads, 1 - momentum)
             updates = torch._foreach_lerp(grads, buffers, momentum) if group["nesterov"] else buffers
-            # tall matrices are iterated transposed (wide), so a shape and its transpose share a stack; one
-            # stack holds one dtype on one device
+            # tall matrices are iterated transposed (wide), so a shape and its transpose share a stack; a stack
+            # lives on one device (a model split over devices); mixed dtypes promote, and iterate in bf16 anyway
             stacks = defaultdict(list)
             for index, update in enumerate(updates):
                 tall = update.size(0) > update.size(1)
-                stacks[((update.T if tall else update).shape, update.dtype, update.device)].append((index, tall))
+                stacks[((update.T if tall else update).shape, update.device)].append((index, tall))
             for members in stacks.values():
                 stacked = torch.stack([updates[i].T if tall else updates[i] for i, tall in members])
                 orthogonal = newton_schulz(stacked, group["ns_coefficients"], group["ns_steps"], group["eps"])
