@@ -14,24 +14,18 @@ import time
 
 import torch
 
-from benchmarks.common import native_bf16_cpu, print_table, write_results
-from hf_custom_lm.model import CustomLMConfig
-from hf_custom_lm.training.sizing import SHAPES, time_training_step
+from benchmarks.common import (add_sizing_shape_arguments, native_bf16_cpu, print_table, sizing_shape_configs,
+                               write_results)
+from hf_custom_lm.training.sizing import time_training_step
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vocab_size", type=int, default=8192)
-    parser.add_argument("--shapes", type=int, default=6, help="the first this many of the sizing's shapes")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--block_size", type=int, default=128)
+    add_sizing_shape_arguments(parser)
     args = parser.parse_args(argv)
     rows = []
-    for hidden, layers, heads, intermediate, _ in SHAPES[:args.shapes]:
-        config = CustomLMConfig(vocab_size=args.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                                num_attention_heads=heads, intermediate_size=intermediate,
-                                max_position_embeddings=max(args.block_size, 256))
-        row = {"shape": f"{hidden} x {layers}"}
+    for shape, config in sizing_shape_configs(args):
+        row = {"shape": shape}
         for precision, bf16 in (("fp32", False), ("bf16", True)):
             for softmax, draws in (("full", 0), ("sampled", 1024)):
                 row[f"{precision} {softmax} s"] = time_training_step(

@@ -33,6 +33,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, LlamaFor
 
 from hf_custom_lm import CustomLMConfig, CustomLMForCausalLM  # noqa: E402
 from hf_custom_lm.hub.llama import to_llama, to_llama_config  # noqa: E402
+from hf_custom_lm.training.sizing import SHAPES  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,22 @@ def interleaved(
             wall[name].append((time.perf_counter() - start) / calls_per_sample)
             cpu[name].append((time.process_time() - start_cpu) / calls_per_sample)
     return wall, cpu
+
+
+def add_sizing_shape_arguments(parser) -> None:
+    """The step benchmarks' arguments for the sizing's candidate shapes (`sizing_shape_configs`)."""
+    parser.add_argument("--vocab_size", type=int, default=8192)
+    parser.add_argument("--shapes", type=int, default=6, help="the first this many of the sizing's shapes")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--block_size", type=int, default=128)
+
+
+def sizing_shape_configs(args) -> list[tuple[str, CustomLMConfig]]:
+    """("hidden x layers", config) for the first `args.shapes` of the sizing's candidate shapes."""
+    return [(f"{hidden} x {layers}", CustomLMConfig(
+        vocab_size=args.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=intermediate, max_position_embeddings=max(args.block_size, 256)))
+        for hidden, layers, heads, intermediate, _ in SHAPES[:args.shapes]]
 
 
 def median(values: list[float]) -> float:

@@ -110,7 +110,7 @@ def time_training_step(config: CustomLMConfig, batch_size: int, block_size: int,
     run's device and under its bf16 autocast (on a CPU with AMX a bf16 step can cost a fraction of an fp32 one,
     on a GPU a step is a fraction of a CPU's); with `sampled_softmax` draws, steps of the sampled softmax that
     the run takes before its learning rate decays; with `hidden_optimizer` `muon`, Muon's step (its
-    Newton-Schulz iterations cost a small model up to a fifth of its step) beside AdamW's."""
+    Newton-Schulz iterations add to every step, most to a small model's) beside AdamW's."""
     device = torch.device(device)
     model = CustomLMForCausalLM(config).to(device).train()
     if sampled_softmax:

@@ -2,13 +2,12 @@
 
 `torch.optim.Muon` orthogonalises each weight matrix's momentum on its own: five Newton-Schulz iterations of
 three small bf16 matrix products each, so a decoder of L layers launches 7 x L x 15 products a step. For the
-small models trained on a CPU those products are mostly call overhead: on one thread torch's Muon step took
-12.8 ms for a 128 x 2 model (14 matrices) and this one 6.6; for 64 x 4, 15.9 and 4.2; for 256 x 4, where the
-products themselves cost, 65 and 51 (benchmarks/bench_optimizer.py, benchmarks/RESULTS.md). A decoder's
-matrices come in two or three shapes (q/k/v/o, gate/up, down), so stacking each shape (tall matrices
-transposed, as torch's iteration transposes them) and iterating with `torch.baddbmm` gives the same update
-in a few calls. The state (`momentum_buffer`), the parameter groups,
-the learning-rate adjustment and the weight decay are torch's, so a state dict loads into either optimizer.
+small models trained on a CPU those products are mostly call overhead, not arithmetic (the cost per shape is
+in benchmarks/RESULTS.md, from `benchmarks/bench_optimizer.py`). A decoder's matrices come in two or three
+shapes (q/k/v/o, gate/up, down), so stacking each shape (tall matrices transposed, as torch's iteration
+transposes them) and iterating with `torch.baddbmm` gives the same update in a few calls. The state
+(`momentum_buffer`), the parameter groups, the learning-rate adjustment and the weight decay are torch's, so
+a state dict loads into either optimizer.
 """
 
 from collections import defaultdict
